@@ -1,0 +1,66 @@
+"""Boxes whose body is only child boxes, and boxes that hold an entry count then children."""
+
+from __future__ import annotations
+
+from construct import Int32ub, Rebuild, len_, this
+
+from ..errors import BoxError
+from .core import BoxType, register
+from .fields import full_box
+
+__all__ = ["Container", "CountedContainer", "CONTAINERS"]
+
+
+class Container(BoxType):
+    """A box whose body is a sequence of boxes (``children``)."""
+
+    def __init__(self, fourcc: str, name: str, fields=None):
+        super().__init__(fourcc, name, fields, children=True)
+
+
+class CountedContainer(BoxType):
+    """A FullBox with ``entry_count`` then that many child boxes (stsd, dref)."""
+
+    def __init__(self, fourcc: str, name: str):
+        fields = full_box("entry_count" / Rebuild(Int32ub, len_(this.children)))
+        super().__init__(fourcc, name, fields, children=True)
+
+    def parse_body(self, view, value, offset, path, depth):
+        super().parse_body(view, value, offset, path, depth)
+        if value.entry_count != len(value.children):
+            raise BoxError(
+                f"entry_count is {value.entry_count} but the box holds {len(value.children)} boxes",
+                offset=offset,
+                path=path,
+            )
+
+    def build_body(self, value, out, path):
+        super().build_body({"children": (), **value}, out, path)
+
+
+CONTAINERS = {
+    "moov": "MovieBox",
+    "trak": "TrackBox",
+    "edts": "EditBox",
+    "mdia": "MediaBox",
+    "minf": "MediaInformationBox",
+    "dinf": "DataInformationBox",
+    "stbl": "SampleTableBox",
+    "udta": "UserDataBox",
+    "mvex": "MovieExtendsBox",
+    "moof": "MovieFragmentBox",
+    "traf": "TrackFragmentBox",
+    "mfra": "MovieFragmentRandomAccessBox",
+    "tref": "TrackReferenceBox",
+    "sinf": "ProtectionSchemeInfoBox",
+    "schi": "SchemeInformationBox",
+    "iprp": "ItemPropertiesBox",
+    "ipco": "ItemPropertyContainerBox",
+    "ilst": "MetadataItemListBox",
+}
+
+for _fourcc, _name in CONTAINERS.items():
+    register(Container(_fourcc, _name))
+
+register(CountedContainer("stsd", "SampleDescriptionBox"))
+register(CountedContainer("dref", "DataReferenceBox"))

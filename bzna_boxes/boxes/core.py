@@ -1,0 +1,382 @@
+"""The box engine: headers (ISO/IEC 14496-12 §4.2), the registry of box types, parse and build.
+
+A parsed box is a ``construct.Container``::
+
+    Container(type="stsz", version=0, flags=0, sample_size=0, sample_count=3,
+              entry_sizes=array([...], dtype='>u4'))
+
+with ``type`` first, then the header's unusual encodings when present (``large_size=True`` for a
+64-bit size that was not needed... or was; ``size_to_end=True`` for size 0; ``extended_type`` for
+``uuid``), the typed fields of its schema, ``children`` (a list of boxes) for containers, and
+``trailing`` (bytes) when a known box holds more bytes than its schema reads. Raw boxes (unknown
+types, ``mdat``, ``free``) hold ``data``: a memoryview slice of the parsed buffer, never a copy.
+``_offset`` and ``_size`` give the box's place in the input; keys that start with ``_`` take no
+part in equality, so equal boxes at different offsets compare equal.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any, Iterable, Mapping
+
+from construct import ConstructError, Construct, Container, ListContainer, SizeofError
+
+from ..errors import BoxError
+from ..stream import ChunkWriter, ViewStream, as_memoryview
+
+__all__ = [
+    "BoxType",
+    "RawBox",
+    "register",
+    "lookup",
+    "registered_types",
+    "parse_box",
+    "parse_boxes",
+    "build_box",
+    "Box",
+    "Boxes",
+    "MAX_DEPTH",
+]
+
+MAX_DEPTH = 64
+"""Deepest nesting of boxes accepted; deeper input is rejected rather than recursed into."""
+
+_SIZE_TYPE = struct.Struct(">I4s")
+_LARGE = struct.Struct(">Q")
+_MAX32 = 0xFFFFFFFF
+_HEADER_KEYS = ("type", "large_size", "size_to_end", "extended_type")
+_BODY_ERRORS = (ConstructError, struct.error, ValueError, OverflowError, TypeError, IndexError, KeyError)
+
+
+class BoxType:
+    """The schema of one box type.
+
+    ``fields`` is a ``construct`` struct for the body's fixed part (FullBox version and flags
+    included); when ``children`` is true the rest of the body is a sequence of boxes, else any
+    bytes the fields leave are kept as ``trailing``. Subclasses override :meth:`parse_body` and
+    :meth:`build_body` for the few boxes that a struct cannot describe.
+    """
+
+    raw = False
+
+    def __init__(self, fourcc: str, name: str, fields: Construct | None = None, *, children: bool = False):
+        if len(fourcc.encode("latin-1")) != 4:
+            raise ValueError(f"fourcc {fourcc!r} is not 4 bytes")
+        self.fourcc = fourcc
+        self.name = name
+        self.fields = fields
+        self.children = children
+
+    def __repr__(self) -> str:
+        return f"<BoxType {self.fourcc!r} {self.name}>"
+
+    def parse_body(self, view: memoryview, value: Container, offset: int, path: str, depth: int) -> None:
+        """Parse ``view`` (the body, after the header) into ``value``; ``offset`` is the body's file offset."""
+        pos = self.parse_fields(view, value, offset, path)
+        self.parse_rest(view, pos, value, offset, path, depth)
+
+    def parse_fields(self, view: memoryview, value: Container, offset: int, path: str, fields=None) -> int:
+        fields = self.fields if fields is None else fields
+        if fields is None:
+            return 0
+        stream = ViewStream(view)
+        try:
+            value.update(fields.parse_stream(stream))
+        except _BODY_ERRORS as exc:
+            raise BoxError(_reason(exc, "parse"), offset=offset + stream.pos, path=path) from exc
+        finally:
+            pos = stream.pos
+            stream.release()
+        return pos
+
+    def parse_rest(self, view: memoryview, pos: int, value: Container, offset: int, path: str, depth: int) -> None:
+        if self.children:
+            value.children, trailing = parse_boxes(view, offset, path, depth + 1, start=pos, tolerate_tail=True)
+            if trailing:
+                value.trailing = trailing
+        elif pos < len(view):
+            value.trailing = bytes(view[pos:])
+
+    def build_body(self, value: Mapping, out: ChunkWriter, path: str) -> None:
+        self.build_fields(value, out, path)
+        self.build_rest(value, out, path)
+
+    def build_fields(self, value: Mapping, out: ChunkWriter, path: str, fields=None) -> None:
+        fields = self.fields if fields is None else fields
+        if fields is None:
+            return
+        try:
+            fields.build_stream(value, out)
+        except _BODY_ERRORS as exc:
+            raise BoxError(_reason(exc, "build"), path=path) from exc
+
+    def build_rest(self, value: Mapping, out: ChunkWriter, path: str) -> None:
+        if self.children:
+            _build_children(value.get("children") or (), out, path)
+        trailing = value.get("trailing")
+        if trailing:
+            out.write(bytes(trailing))
+
+
+class RawBox(BoxType):
+    """A box kept as its payload bytes: ``data`` is a zero-copy slice of the input."""
+
+    raw = True
+
+    def parse_body(self, view, value, offset, path, depth):
+        value.data = view
+
+    def build_body(self, value, out, path):
+        data = value.get("data", b"")
+        out.write(data if isinstance(data, (bytes, bytearray, memoryview)) else bytes(data))
+
+
+_REGISTRY: dict[str, BoxType] = {}
+_UNKNOWN = RawBox("????", "UnknownBox")
+
+
+def register(box_type: BoxType) -> BoxType:
+    """Make ``box_type`` the schema for its fourcc (replacing any earlier one) and return it."""
+    _REGISTRY[box_type.fourcc] = box_type
+    return box_type
+
+
+def lookup(fourcc: str) -> BoxType:
+    """The schema registered for ``fourcc``, or the raw fallback that keeps the payload as is."""
+    return _REGISTRY.get(fourcc, _UNKNOWN)
+
+
+def registered_types() -> dict[str, BoxType]:
+    """A copy of the registry: fourcc -> :class:`BoxType`."""
+    return dict(_REGISTRY)
+
+
+def _reason(exc: BaseException, action: str) -> str:
+    if isinstance(exc, ConstructError):
+        text = str(exc)
+        where = getattr(exc, "path", None) or ""
+        message = text.split("\n", 1)[1] if text.startswith("Error in path") and "\n" in text else text
+        field = where.replace("(parsing)", "").replace("(building)", "").replace(" -> ", ".").strip(". ")
+        return f"field {field}: {message}" if field else message
+    if isinstance(exc, KeyError):
+        return f"missing field {exc.args[0]!r}" if action == "build" else f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
+
+
+def parse_box(view: memoryview, pos: int, end: int, base: int, path: str, depth: int) -> tuple[Container, int]:
+    """Parse the box at ``view[pos:]`` inside ``view[:end]``; return it and the position after it.
+
+    ``base`` is the file offset of ``view[0]``; ``path`` is the box path used in errors.
+    """
+    offset = base + pos
+    left = end - pos
+    if left < 8:
+        raise BoxError(f"box header needs 8 bytes, {left} left", offset=offset, path=path)
+    size, raw_type = _SIZE_TYPE.unpack_from(view, pos)
+    fourcc = raw_type.decode("latin-1")
+    value = Container(type=fourcc)
+    header = 8
+    if size == 1:
+        if left < 16:
+            raise BoxError(f"'{fourcc}' box with a 64-bit size needs 16 header bytes, {left} left", offset=offset, path=path)
+        size = _LARGE.unpack_from(view, pos + 8)[0]
+        header = 16
+        value.large_size = True
+    elif size == 0:
+        size = left
+        value.size_to_end = True
+    if fourcc == "uuid":
+        if left < header + 16:
+            raise BoxError(f"'uuid' box needs {header + 16} header bytes, {left} left", offset=offset, path=path)
+        value.extended_type = bytes(view[pos + header : pos + header + 16])
+        header += 16
+    if size < header:
+        raise BoxError(f"'{fourcc}' box size {size} is smaller than its {header}-byte header", offset=offset, path=path)
+    if size > left:
+        raise BoxError(f"'{fourcc}' box size {size} runs past the end of its parent ({left} bytes left)", offset=offset, path=path)
+    if depth > MAX_DEPTH:
+        raise BoxError(f"boxes nested deeper than {MAX_DEPTH} levels", offset=offset, path=path)
+    body_start = pos + header
+    lookup(fourcc).parse_body(view[body_start : pos + size], value, base + body_start, path, depth)
+    value._offset = offset
+    value._size = size
+    return value, pos + size
+
+
+def parse_boxes(
+    view: memoryview,
+    base: int = 0,
+    parent: str = "",
+    depth: int = 0,
+    *,
+    start: int = 0,
+    tolerate_tail: bool = False,
+) -> tuple[ListContainer, bytes]:
+    """Parse consecutive boxes filling ``view[start:]``.
+
+    Returns the boxes and the tail: fewer than 8 bytes left at the end (kept when
+    ``tolerate_tail``, as inside a container, else an error).
+    """
+    boxes = ListContainer()
+    seen: dict[bytes, int] = {}
+    end = len(view)
+    pos = start
+    prefix = f"{parent}/" if parent else ""
+    while pos < end:
+        if end - pos < 8:
+            if tolerate_tail:
+                return boxes, bytes(view[pos:end])
+            raise BoxError(f"{end - pos} bytes after the last box are too few for a box header", offset=base + pos, path=parent or None)
+        raw_type = bytes(view[pos + 4 : pos + 8])
+        index = seen.get(raw_type, 0)
+        seen[raw_type] = index + 1
+        name = raw_type.decode("latin-1")
+        path = f"{prefix}{name}[{index}]" if index else f"{prefix}{name}"
+        box, pos = parse_box(view, pos, end, base, path, depth)
+        boxes.append(box)
+    return boxes, b""
+
+
+def build_box(value: Mapping, out: ChunkWriter, path: str = "") -> None:
+    """Append the bytes of one box to ``out``; sizes are computed, never taken from ``value``."""
+    try:
+        fourcc = value["type"]
+    except (KeyError, TypeError):
+        raise BoxError("a box needs a 'type'", path=path or None) from None
+    try:
+        raw_type = fourcc.encode("latin-1") if isinstance(fourcc, str) else bytes(fourcc)
+    except (UnicodeEncodeError, TypeError):
+        raw_type = b""
+    if len(raw_type) != 4:
+        raise BoxError(f"box type {fourcc!r} is not 4 bytes", path=path or None)
+    path = path or raw_type.decode("latin-1")
+    body = ChunkWriter()
+    lookup(raw_type.decode("latin-1")).build_body(value, body, path)
+    header = 8
+    extended = b""
+    if raw_type == b"uuid":
+        extended = bytes(value.get("extended_type", b""))
+        if len(extended) != 16:
+            raise BoxError("a 'uuid' box needs a 16-byte extended_type", path=path)
+        header += 16
+    size = header + body.size
+    if value.get("size_to_end"):
+        head = _SIZE_TYPE.pack(0, raw_type)
+    elif value.get("large_size") or size > _MAX32:
+        head = _SIZE_TYPE.pack(1, raw_type) + _LARGE.pack(size + 8)
+    else:
+        head = _SIZE_TYPE.pack(size, raw_type)
+    out.write(head + extended)
+    out.extend(body)
+
+
+def _build_children(children: Iterable[Mapping], out: ChunkWriter, parent: str) -> None:
+    seen: dict[Any, int] = {}
+    for child in children:
+        fourcc = child.get("type") if isinstance(child, Mapping) else None
+        index = seen.get(fourcc, 0)
+        seen[fourcc] = index + 1
+        name = f"{fourcc}[{index}]" if index else f"{fourcc}"
+        build_box(child, out, f"{parent}/{name}" if parent else name)
+
+
+class _BoxConstruct(Construct):
+    """Shared parts of :data:`Box` and :data:`Boxes`: zero-copy entry points over any input."""
+
+    def parse(self, data, **contextkw):
+        view, base = as_memoryview(data)
+        return self._parse_view(view, base)
+
+    def parse_file(self, filename, **contextkw):
+        view, base = as_memoryview(filename)
+        return self._parse_view(view, base)
+
+    def parse_stream(self, stream, **contextkw):
+        if isinstance(stream, ViewStream):
+            return self._parse(stream, None, "(parsing)")
+        view, base = as_memoryview(stream)
+        result = self._parse_view(view, base)
+        if hasattr(stream, "seek"):
+            stream.seek(base + self._consumed(result))
+        return result
+
+    def build(self, obj, **contextkw) -> bytes:
+        out = ChunkWriter()
+        self._build_chunks(obj, out)
+        return out.getvalue()
+
+    def build_stream(self, obj, stream, **contextkw):
+        out = ChunkWriter()
+        self._build_chunks(obj, out)
+        for chunk in out.chunks:
+            stream.write(chunk)
+        return obj
+
+    def build_file(self, obj, filename, **contextkw):
+        with open(filename, "wb") as f:
+            self.build_stream(obj, f)
+        return obj
+
+    def _build(self, obj, stream, context, path):
+        return self.build_stream(obj, stream)
+
+    def _sizeof(self, context, path):
+        raise SizeofError("a box's size depends on its content", path=path)
+
+
+class _OneBox(_BoxConstruct):
+    def _parse_view(self, view, base):
+        return parse_box(view, 0, len(view), base, _peek_type(view), 0)[0]
+
+    def _consumed(self, box):
+        return box._size
+
+    def _parse(self, stream, context, path):
+        if isinstance(stream, ViewStream):
+            view = stream.view
+            box, end = parse_box(view, stream.pos, len(view), 0, _peek_type(view[stream.pos :]), 0)
+            stream.pos = end
+            return box
+        head = stream.read(16)
+        size = struct.unpack_from(">I", head)[0] if len(head) >= 4 else 0
+        if size == 1 and len(head) >= 16:
+            size = _LARGE.unpack_from(head, 8)[0]
+        rest = stream.read() if size == 0 else stream.read(max(0, size - len(head)))
+        data = head + rest
+        box = parse_box(memoryview(data), 0, len(data), 0, _peek_type(data), 0)[0]
+        if box._size < len(data) and hasattr(stream, "seek"):
+            stream.seek(box._size - len(data), 1)
+        return box
+
+    def _build_chunks(self, obj, out):
+        build_box(obj, out)
+
+
+class _AllBoxes(_BoxConstruct):
+    def _parse_view(self, view, base):
+        return parse_boxes(view, base)[0]
+
+    def _consumed(self, boxes):
+        return sum(box._size for box in boxes)
+
+    def _parse(self, stream, context, path):
+        if isinstance(stream, ViewStream):
+            boxes = parse_boxes(stream.view, 0, start=stream.pos)[0]
+            stream.pos = len(stream.view)
+            return boxes
+        data = stream.read()
+        return parse_boxes(memoryview(data))[0]
+
+    def _build_chunks(self, obj, out):
+        _build_children(obj, out, "")
+
+
+def _peek_type(view) -> str:
+    return bytes(view[4:8]).decode("latin-1") if len(view) >= 8 else "box"
+
+
+Box = _OneBox()
+"""A construct for one box (recursively): ``Box.parse(buf)`` / ``Box.build(value)``."""
+
+Boxes = _AllBoxes()
+"""A construct for all the boxes of a buffer or file: ``Boxes.parse(mm)`` -> list of boxes."""
