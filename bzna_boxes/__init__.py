@@ -12,6 +12,30 @@ from .errors import BoxError, DecoderUnavailable
 
 __version__ = "0.1.0"
 
+_LAZY = {
+    "DatasetWriter": "writer",
+    "concat": "writer",
+    "open": "index",
+    "BznaFile": "index",
+    "Track": "index",
+    "Dataset": "dataset",
+    "ImageNet": "dataset",
+    "Sample": "dataset",
+}
+"""Public names whose modules load on first use (``import bzna_boxes`` stays light)."""
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bzna_boxes' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
     "Box",
     "Boxes",
@@ -22,5 +46,13 @@ __all__ = [
     "find_all",
     "register",
     "walk",
+    "DatasetWriter",
+    "concat",
+    "open",
+    "BznaFile",
+    "Track",
+    "Dataset",
+    "ImageNet",
+    "Sample",
     "__version__",
 ]

@@ -32,6 +32,7 @@ def _add_verify(sub) -> None:
     p.add_argument("--num-classes", type=int, default=None, help="targets must lie in [0, N) (or be -1)")
     p.add_argument("--no-inner", action="store_true", help="skip parsing every inner sample")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     p.set_defaults(run="bzna_boxes.verify:run")
 
 
@@ -39,7 +40,12 @@ def _add_extract(sub) -> None:
     p = sub.add_parser("extract", help="write one sample, or one inner image as an Annex B .hevc stream")
     p.add_argument("file")
     p.add_argument("index", type=int)
-    p.add_argument("--track", default=None, help="outer track name (default bzna_input), or bzna_thumb for the inner thumbnail")
+    p.add_argument(
+        "--track",
+        default=None,
+        help="bzna_input or bzna_thumb: that inner picture as Annex B H.265; another outer track name or id: its sample "
+        "(default: the bzna_input sample, the inner MP4)",
+    )
     p.add_argument("-o", "--output", required=True)
     p.set_defaults(run="bzna_boxes.verify:run_extract")
 

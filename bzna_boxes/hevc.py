@@ -17,13 +17,9 @@ FFmpeg's mp4 muxer writes for the same parameter sets with the ``hvc1`` sample e
 
 from __future__ import annotations
 
-import struct
 from collections.abc import Iterable, Sequence
 
-try:  # the library's exception family, once it exists
-    from .errors import BoxError as _BaseError
-except ImportError:  # pragma: no cover - depends on the build order of the package
-    _BaseError = ValueError
+from .errors import BoxError
 
 __all__ = [
     "VPS",
@@ -39,8 +35,8 @@ __all__ = [
     "nal_unit_type",
     "to_length_prefixed",
     "from_length_prefixed",
+    "sample_to_annexb",
     "hvcc_fields",
-    "hvcc_record_bytes",
 ]
 
 # NAL unit types (ISO/IEC 23008-2 Table 7-1) that the library cares about.
@@ -57,7 +53,7 @@ _MAX_SPATIAL_SEGMENTATION = 4096  # largest value of the u(12) field
 _MAX_SHORT_TERM_REF_PIC_SETS = 64
 
 
-class HevcError(_BaseError):
+class HevcError(BoxError):
     """Malformed H.265 data: a bad Annex B stream, NAL unit or parameter set."""
 
 
@@ -137,6 +133,18 @@ def from_length_prefixed(data: bytes, length_size: int = 4) -> list[bytes]:
         nals.append(bytes(data[pos : pos + size]))
         pos += size
     return nals
+
+
+def sample_to_annexb(sample: bytes, hvcc: dict) -> bytes:
+    """An MP4 sample as an Annex B access unit, ready for a raw H.265 decoder.
+
+    ``hvcc`` is a record as :func:`hvcc_fields` gives it (or an ``hvcC`` box parsed
+    with the same field names): the NAL units of all its arrays (parameter sets, then
+    SEI) come first, then the sample's, each with a 4-byte start code.
+    """
+    length_size = hvcc.get("length_size_minus_one", 3) + 1
+    nals = [nal for array in hvcc["arrays"] for nal in array["nalus"]]
+    return to_annexb(nals + from_length_prefixed(sample, length_size))
 
 
 # ---------------------------------------------------------------------------
@@ -505,42 +513,3 @@ def hvcc_fields(
         ],
     }
 
-
-def hvcc_record_bytes(fields: dict) -> bytes:
-    """Serialize :func:`hvcc_fields` output as an HEVCDecoderConfigurationRecord.
-
-    A plain-``struct`` writer (reserved bits set to ones), a stand-in for the ``hvcC``
-    box schema of :mod:`bzna_boxes.boxes`; the record only, without the box header.
-    """
-    f = fields
-    out = [
-        struct.pack(
-            ">BBIIHBHBBBBHBB",
-            f["configuration_version"],
-            f["general_profile_space"] << 6 | f["general_tier_flag"] << 5 | f["general_profile_idc"],
-            f["general_profile_compatibility_flags"],
-            f["general_constraint_indicator_flags"] >> 16,
-            f["general_constraint_indicator_flags"] & 0xFFFF,
-            f["general_level_idc"],
-            0xF000 | f["min_spatial_segmentation_idc"],
-            0xFC | f["parallelism_type"],
-            0xFC | f["chroma_format_idc"],
-            0xF8 | f["bit_depth_luma_minus8"],
-            0xF8 | f["bit_depth_chroma_minus8"],
-            f["avg_frame_rate"],
-            f["constant_frame_rate"] << 6
-            | f["num_temporal_layers"] << 3
-            | f["temporal_id_nested"] << 2
-            | f["length_size_minus_one"],
-            len(f["arrays"]),
-        )
-    ]
-    for array in f["arrays"]:
-        out.append(
-            struct.pack(
-                ">BH", array["array_completeness"] << 7 | array["nal_unit_type"], len(array["nalus"])
-            )
-        )
-        for nal in array["nalus"]:
-            out.append(struct.pack(">H", len(nal)) + bytes(nal))
-    return b"".join(out)

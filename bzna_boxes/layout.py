@@ -131,13 +131,14 @@ def _track(
     track_id: int,
     name: str,
     handler: str,
-    sample_entry: dict,
+    sample_entry: dict | Sequence[dict],
     table: SampleTable,
     *,
     sample_delta: int,
     flags: int,
     width: float = 0.0,
     height: float = 0.0,
+    entry_indices: np.ndarray | None = None,
 ) -> dict:
     count = len(table)
     duration = sample_delta * count
@@ -147,6 +148,12 @@ def _track(
         [(1, 1, 1)] if count else [],
         dtype=[("first_chunk", ">u4"), ("samples_per_chunk", ">u4"), ("sample_description_index", ">u4")],
     )
+    if entry_indices is not None and count:  # one stsc run per change of sample entry (1-based)
+        entry_indices = np.asarray(entry_indices, dtype=np.int64)
+        starts = np.flatnonzero(np.diff(entry_indices, prepend=-1))
+        stsc = np.zeros(len(starts), dtype=stsc.dtype)
+        stsc["first_chunk"], stsc["samples_per_chunk"], stsc["sample_description_index"] = starts + 1, 1, entry_indices[starts]
+    entries = [sample_entry] if isinstance(sample_entry, Mapping) else list(sample_entry)
     return {
         "type": "trak",
         "children": [
@@ -164,7 +171,7 @@ def _track(
                             {
                                 "type": "stbl",
                                 "children": [
-                                    {"type": "stsd", "children": [sample_entry]},
+                                    {"type": "stsd", "children": entries},
                                     {"type": "stts", "entries": stts},
                                     {"type": "stsz", "sample_size": 0, "entry_sizes": np.asarray(table.sizes).astype(">u4")},
                                     {"type": "stsc", "entries": stsc},
@@ -183,6 +190,14 @@ TRACK_ENABLED = 0x000003
 """tkhd flags of a track "enabled and used in the presentation" (seed: 000003)."""
 TRACK_HIDDEN = 0x000000
 """tkhd flags of a track "not for display purpose" (seed: 000000)."""
+
+
+def inner_thumbnail_span(image: Frame, thumbnail: Frame | None) -> tuple[int, int]:
+    """(offset, size) of the thumbnail payload inside :func:`inner_sample`'s bytes (the image's when no thumbnail)."""
+    image_at = FILE_TYPE_SIZE + 8
+    if thumbnail is None:
+        return image_at, memoryview(image.payload).nbytes
+    return image_at + memoryview(image.payload).nbytes, memoryview(thumbnail.payload).nbytes
 
 
 def inner_sample(image: Frame, thumbnail: Frame | None, target: int, filename: str) -> bytes:
@@ -242,13 +257,16 @@ def outer_moov(
     targets: SampleTable,
     filenames: SampleTable,
     video: SampleTable | None = None,
-    video_hvcc: Mapping[str, Any] | None = None,
+    video_hvcc: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
+    video_entries: np.ndarray | None = None,
 ) -> dict:
     """The outer moov of the seed: bzna_input, bzna_target, bzna_fname and the video track.
 
     The video track plays the thumbnails: its samples point into the inner samples' thumbnail
     payloads and its entry is ``hvc1`` with ``video_hvcc`` (the seed's ``avc1`` would send
     players to the wrong decoder). It is left out when ``video`` is None (e.g. no frames).
+    Thumbnails encoded with different parameter sets (e.g. other x265 presets) get one ``hvc1``
+    entry each: ``video_hvcc`` is then a list and ``video_entries`` the 1-based entry per sample.
     """
     count = len(inputs)
     if not len(targets) == len(filenames) == count:
@@ -263,9 +281,10 @@ def outer_moov(
             raise ValueError("the video track needs the thumbnails' hvcC")
         if len(video) != count:
             raise ValueError(f"{len(video)} video samples for {count} inputs")
-        entry = hevc_sample_entry(video_hvcc, THUMBNAIL_SIZE, THUMBNAIL_SIZE)
+        hvccs = [video_hvcc] if isinstance(video_hvcc, Mapping) else list(video_hvcc)
+        entries = [hevc_sample_entry(hvcc, THUMBNAIL_SIZE, THUMBNAIL_SIZE) for hvcc in hvccs]
         traks.append(
-            _track(4, VIDEO_TRACK, "vide", entry, video, sample_delta=1, flags=TRACK_ENABLED, width=THUMBNAIL_SIZE, height=THUMBNAIL_SIZE)
+            _track(4, VIDEO_TRACK, "vide", entries, video, sample_delta=1, flags=TRACK_ENABLED, width=THUMBNAIL_SIZE, height=THUMBNAIL_SIZE, entry_indices=video_entries)
         )
     return {
         "type": "moov",

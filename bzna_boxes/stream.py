@@ -28,9 +28,12 @@ class ViewStream:
         self.pos = 0
 
     def read(self, n: int = -1) -> bytes:
+        """The next ``n`` bytes (all when ``n`` < 0); a short read leaves the position at the field
+        that did not fit, so that errors give its offset rather than the end of the box."""
         start = self.pos
         end = len(self.view) if n is None or n < 0 else min(start + n, len(self.view))
-        self.pos = end
+        if n is None or n < 0 or end - start == n:
+            self.pos = end
         return bytes(self.view[start:end])
 
     def take(self, n: int) -> memoryview:

@@ -250,6 +250,8 @@ def build_box(value: Mapping, out: ChunkWriter, path: str = "") -> None:
     if len(raw_type) != 4:
         raise BoxError(f"box type {fourcc!r} is not 4 bytes", path=path or None)
     path = path or raw_type.decode("latin-1")
+    if path.count("/") > MAX_DEPTH:  # what parse_box would reject, and before Python's recursion limit
+        raise BoxError(f"boxes nested deeper than {MAX_DEPTH} levels", path=path)
     body = ChunkWriter()
     lookup(raw_type.decode("latin-1")).build_body(value, body, path)
     header = 8

@@ -20,6 +20,9 @@ from construct import (
     Int32sb,
     Int32ub,
     Int8ub,
+    IfThenElse,
+    Pass,
+    Renamed,
     StopFieldError,
     StreamError,
     Struct,
@@ -28,7 +31,7 @@ from construct import (
     stream_write,
 )
 
-from ..stream import ViewStream
+from ..stream import ChunkWriter, ViewStream
 
 __all__ = [
     "Fields",
@@ -75,6 +78,9 @@ class Fields(Struct):
             elif isinstance(subobj, dict):
                 obj.update(subobj)
                 context.update(subobj)
+        # The context refers to itself (_root): clear it, or the fields it holds (numpy tables
+        # viewing an mmap) live until the garbage collector runs and the map cannot be closed.
+        context.clear()
         return obj
 
     def _build(self, obj, stream, context, path):
@@ -103,13 +109,25 @@ class Fields(Struct):
                 try:
                     subobj = obj[sc.name]
                 except KeyError:
-                    raise StreamError(f"missing field {sc.name!r}", path=path) from None
+                    if not _absent_here(sc, context):
+                        raise StreamError(f"missing field {sc.name!r}", path=path) from None
+                    subobj = None
             if sc.name:
                 context[sc.name] = subobj
             built = sc._build(subobj, stream, context, path)
             if sc.name:
                 context[sc.name] = built
+        if context._root is context:
+            # Top level (the caller drops the result): clear the self-referring context as _parse
+            # does, or the values it holds (tables viewing an mmap) wait for the garbage collector.
+            context.clear()
         return context
+
+
+def _absent_here(sc: Construct, context) -> bool:
+    """True for a conditional field (``If``) whose condition is false here: it may be left out."""
+    inner = sc.subcon if isinstance(sc, Renamed) else sc
+    return isinstance(inner, IfThenElse) and inner.elsesubcon is Pass and not evaluate(inner.condfunc, context)
 
 
 class Packed(Construct):
@@ -307,7 +325,7 @@ def as_table(obj, dtype: np.dtype, what: str = "table") -> np.ndarray:
     if isinstance(obj, np.ndarray) and obj.dtype == dtype:
         return np.ascontiguousarray(obj)
     if dtype.names is None:
-        arr = np.asarray(obj)
+        arr = _exact_array(obj)
         if arr.size == 0:
             return np.zeros(0, dtype)
         if arr.ndim != 1:
@@ -323,17 +341,30 @@ def as_table(obj, dtype: np.dtype, what: str = "table") -> np.ndarray:
             out[name] = obj[name]
         return out
     rows = [tuple(row.values()) if isinstance(row, dict) else tuple(row) for row in obj]
-    grid = np.asarray(rows, dtype=object if not rows else None).reshape(len(rows), -1) if rows else None
-    if grid is None:
+    if not rows:
         return np.zeros(0, dtype)
-    if grid.shape[1] != len(dtype.names):
-        raise ValueError(f"{what} rows have {grid.shape[1]} values, expected {len(dtype.names)}")
+    widths = sorted({len(row) for row in rows})
+    if widths != [len(dtype.names)]:
+        raise ValueError(f"{what} rows have {' or '.join(map(str, widths))} values, expected {len(dtype.names)}")
+    grid = np.empty((len(rows), len(dtype.names)), dtype=object)  # object: ints past int64 stay exact
+    grid[:] = rows
     out = np.empty(len(rows), dtype)
     for i, name in enumerate(dtype.names):
-        column = np.asarray(grid[:, i].tolist())
+        column = _exact_array(grid[:, i].tolist())
         _check_range(column, dtype[name], f"{what}.{name}")
         out[name] = column
     return out
+
+
+def _exact_array(values) -> np.ndarray:
+    """``np.asarray(values)``, except that Python ints too large for int64 (which numpy would turn
+    into inexact floats, e.g. ``[2**40, 2**64 - 1]``) stay exact, as an object array."""
+    arr = np.asarray(values)
+    if arr.dtype.kind == "f" and not isinstance(values, np.ndarray):
+        exact = np.asarray(values, dtype=object)
+        if all(isinstance(v, (int, np.integer)) for v in exact.flat):
+            return exact
+    return arr
 
 
 def _check_range(arr: np.ndarray, dtype: np.dtype, what: str) -> None:
@@ -367,6 +398,8 @@ class Table(Construct):
         dtype = self._dtype(context)
         count = evaluate(self.count, context)
         nbytes = count * dtype.itemsize
+        if not dtype.itemsize:  # e.g. a trun whose samples all take tfhd's defaults: no bytes, no memory
+            return np.zeros(count, dtype)
         if isinstance(stream, ViewStream):
             left = stream.remaining()
             if nbytes > left:
@@ -386,7 +419,10 @@ class Table(Construct):
         count = evaluate(self.count, context)
         if count != len(arr):
             raise StreamError(f"table has {len(arr)} entries, count says {count}", path=path)
-        stream_write(stream, arr.tobytes(), arr.nbytes, path)
+        if isinstance(stream, ChunkWriter):
+            stream.write(memoryview(arr).cast("B"))  # no copy: the box engine joins or writes the chunks
+        else:
+            stream_write(stream, arr.tobytes(), arr.nbytes, path)
         return arr
 
     def _sizeof(self, context, path):

@@ -1,0 +1,172 @@
+"""Speed (and quality) of bzna_boxes.encode against a bare PyAV libx265 encode.
+
+    python benchmarks/bench_encode.py --n 20          # speed, 500x375 photographs
+    python benchmarks/bench_encode.py --psnr          # quality table over CRFs
+
+Speed: the photographs of fixtures/images (or --images DIR) are cropped and resized
+to 500x375 (ImageNet's most common size) and saved as JPEG quality 90 in memory, which
+is the "source" size. Each repeat times, image by image, ``encode_image`` at its
+defaults and the floor: a bare PyAV libx265 encode (same options: CRF, preset and x265
+parameters) of the same frame already padded to 512x512, one fresh encoder per frame as
+independent intra pictures need. The figures are the medians over the repeats.
+
+Quality: every image at its own size, encoded at each CRF, decoded by FFmpeg's hevc
+decoder, converted to RGB by PyAV and cropped to the clean aperture; PSNR of BT.601
+luma and of RGB against the (resized) source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bzna_boxes import Box  # noqa: E402
+from bzna_boxes.encode import (  # noqa: E402
+    DEFAULT_CRF,
+    DEFAULT_PRESET,
+    encode_image,
+    load_rgb,
+    pad_to_multiple,
+    x265_options,
+)
+
+SIZE = (500, 375)
+
+
+def source_paths(folder: Path) -> list[Path]:
+    exts = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in exts)
+    if not paths:
+        sys.exit(f"no images under {folder}")
+    return paths
+
+
+def make_inputs(paths: list[Path], n: int) -> list[tuple[np.ndarray, int]]:
+    """n distinct 500x375 crops (RGB array, bytes of its JPEG q90)."""
+    from PIL import Image
+
+    out = []
+    for i in range(n):
+        src = Image.fromarray(load_rgb(paths[i % len(paths)]))
+        zoom = 1 + 0.1 * (i // len(paths))  # later rounds take tighter crops
+        scale = zoom * max(SIZE[0] / src.width, SIZE[1] / src.height)
+        big = src.resize((max(SIZE[0], round(src.width * scale)), max(SIZE[1], round(src.height * scale))),
+                         Image.Resampling.LANCZOS)
+        left = (big.width - SIZE[0]) // 2
+        top = (big.height - SIZE[1]) // 2
+        crop = big.crop((left, top, left + SIZE[0], top + SIZE[1]))
+        buf = io.BytesIO()
+        crop.save(buf, "JPEG", quality=90)
+        out.append((np.asarray(crop), buf.tell()))
+    return out
+
+
+def bare_encode(frame_rgb: np.ndarray, options: dict) -> int:
+    """The floor: libx265 through PyAV, nothing else. Returns the packet size."""
+    import av
+    from av.codec.context import Flags
+
+    ctx = av.CodecContext.create("libx265", "w")
+    ctx.width = frame_rgb.shape[1]
+    ctx.height = frame_rgb.shape[0]
+    ctx.pix_fmt = "yuv420p"
+    ctx.time_base = Fraction(1, 20)
+    ctx.flags |= Flags.global_header
+    ctx.options = options
+    ctx.open()
+    frame = av.VideoFrame.from_ndarray(frame_rgb, format="rgb24").reformat(format="yuv420p")
+    frame.pts = 0
+    return sum(len(bytes(p)) for p in [*ctx.encode(frame), *ctx.encode(None)])
+
+
+def bench_speed(args) -> None:
+    inputs = make_inputs(source_paths(args.images), args.n)
+    padded = [np.ascontiguousarray(pad_to_multiple(rgb)) for rgb, _ in inputs]
+    options = x265_options(args.crf, args.preset)
+    ours, floor = [], []
+    sizes = []
+    for _ in range(args.repeats):
+        # interleaved image by image, so that drifts of the machine hit both alike
+        t_ours = t_floor = 0.0
+        samples = []
+        for (rgb, _), frame in zip(inputs, padded):
+            t0 = time.perf_counter()
+            samples.append(encode_image(rgb, crf=args.crf, preset=args.preset))
+            t1 = time.perf_counter()
+            bare_encode(frame, options)
+            t_floor += time.perf_counter() - t1
+            t_ours += t1 - t0
+        ours.append(t_ours / args.n)
+        floor.append(t_floor / args.n)
+        sizes = [
+            sum(len(f.payload) + len(Box.build(dict(type="hvcC", **f.hvcc))) for f in (s.image, s.thumbnail) if f)
+            for s in samples
+        ]
+    t_ours = statistics.median(ours)
+    t_floor = statistics.median(floor)
+    jpeg = statistics.mean(b for _, b in inputs)
+    hevc_bytes = statistics.mean(sizes)
+    print(f"{args.n} images {SIZE[0]}x{SIZE[1]}, CRF {args.crf:g}, preset {args.preset}, "
+          f"median of {args.repeats} repeats")
+    print(f"  encode_image        {1 / t_ours:7.2f} images/s  ({1000 * t_ours:6.1f} ms/image)")
+    print(f"  bare PyAV libx265   {1 / t_floor:7.2f} images/s  ({1000 * t_floor:6.1f} ms/image)")
+    print(f"  ratio (ours/floor)  {t_ours / t_floor:7.3f}x time")
+    print(f"  bytes/image         {hevc_bytes:9.0f} H.265 (payload + hvcC box) vs {jpeg:9.0f} JPEG q90 "
+          f"({hevc_bytes / jpeg:.2f}x)")
+
+
+def bench_psnr(args) -> None:
+    import av
+    from PIL import Image
+
+    def psnr(a, b):
+        mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+        return 10 * np.log10(255.0**2 / mse) if mse else float("inf")
+
+    def luma(rgb):
+        return rgb.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+    print(f"{'image':24s} {'size':>9s} {'crf':>4s} {'bytes':>7s} {'luma dB':>8s} {'RGB dB':>7s}")
+    for path in source_paths(args.images):
+        src = load_rgb(path)
+        for crf in args.crfs:
+            frame = encode_image(src, crf=crf, preset=args.preset).image
+            ref = src
+            if (frame.width, frame.height) != (src.shape[1], src.shape[0]):
+                ref = np.asarray(Image.fromarray(src).resize((frame.width, frame.height),
+                                                             Image.Resampling.LANCZOS))
+            ctx = av.CodecContext.create("hevc", "r")
+            (decoded,) = [*ctx.decode(av.Packet(frame.annexb())), *ctx.decode(None)]
+            rgb = decoded.to_ndarray(format="rgb24")[: frame.height, : frame.width]
+            print(f"{path.name:24s} {frame.width:4d}x{frame.height:<4d} {crf:4g} {len(frame.payload):7d} "
+                  f"{psnr(luma(ref), luma(rgb)):8.2f} {psnr(ref, rgb):7.2f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=20, help="number of images (speed)")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--crf", type=float, default=DEFAULT_CRF)
+    parser.add_argument("--preset", default=DEFAULT_PRESET)
+    parser.add_argument("--images", type=Path, default=ROOT / "fixtures" / "images")
+    parser.add_argument("--psnr", action="store_true", help="print the quality table instead")
+    parser.add_argument("--crfs", type=lambda s: [float(c) for c in s.split(",")], default=[16, 18, 20, 23])
+    args = parser.parse_args()
+    if args.psnr:
+        bench_psnr(args)
+    else:
+        bench_speed(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,403 @@
+"""``bzna build``: a ``.bzna`` dataset from an ImageFolder tree or a list file, encoded by worker processes.
+
+The pieces a distributed build reuses: :func:`list_sources` (the ordered sources and class
+names), :func:`encode_source` (one image to an :class:`~bzna_boxes.writer.InnerSample`),
+:func:`write_classes` and :func:`write_report` (the files beside the output), and
+:func:`build_sources` (a build of a given list, e.g. one shard).
+
+Sources (see ``docs/building.md``):
+
+* an **ImageFolder** tree: one subfolder per class; the classes are the subfolder names in
+  sorted order and a sample's target is its class's index; images are found recursively in
+  each class folder, sorted by path (as ``torchvision.datasets.ImageFolder`` orders them),
+  keeping the files whose extension Pillow can open; names starting with ``.`` are skipped.
+  The stored filename is the path relative to the tree's root, with ``/`` separators.
+* a **list file** of ``path,target`` lines (UTF-8; the last comma separates the target; blank
+  lines and lines starting with ``#`` are skipped; relative paths are relative to the list
+  file's folder). The stored filename is the path as written in the list.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import sys
+import tempfile
+import time
+from contextlib import closing
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+__all__ = [
+    "Source",
+    "SourceList",
+    "BuildResult",
+    "BuildError",
+    "list_sources",
+    "image_extensions",
+    "encode_source",
+    "build",
+    "build_sources",
+    "available_cores",
+    "check_encode_options",
+    "sidecar_paths",
+    "write_classes",
+    "write_report",
+    "run",
+]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One image to store: where to read it, its target, and the filename the dataset keeps."""
+
+    path: str
+    target: int
+    filename: str
+
+
+@dataclass(frozen=True)
+class SourceList:
+    """The images of a build in dataset order, and the class names of an ImageFolder (else None)."""
+
+    sources: list[Source]
+    classes: list[str] | None = None
+
+
+@dataclass
+class BuildResult:
+    """What a build wrote: sample count, the failed images (index, filename, reason), sizes and time."""
+
+    path: str
+    count: int
+    failures: list[tuple[int, str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    bytes: int = 0
+    classes_path: str | None = None
+    report_path: str | None = None
+
+
+class BuildError(Exception):
+    """A build stopped (``fail_fast``) or could not start (bad source)."""
+
+
+# --- sources ----------------------------------------------------------------------------------
+
+
+def image_extensions() -> frozenset[str]:
+    """The file extensions (lowercase, with the dot) of the formats Pillow can open."""
+    from PIL import Image
+
+    return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
+
+
+def list_sources(src: str | os.PathLike) -> SourceList:
+    """The sources of ``src``: an ImageFolder tree (a folder) or a list file."""
+    src = os.fspath(src)
+    if os.path.isdir(src):
+        return _image_folder(src)
+    if not os.path.exists(src):
+        raise FileNotFoundError(f"no such folder or list file: {src}")
+    return _list_file(src)
+
+
+def _image_folder(root: str) -> SourceList:
+    extensions = image_extensions()
+    classes = sorted(entry.name for entry in os.scandir(root) if entry.is_dir() and not entry.name.startswith("."))
+    if not classes:
+        raise BuildError(f"{root}: no class subfolders (an ImageFolder tree has one folder per class)")
+    for name in classes:
+        if "\n" in name or "\r" in name:
+            raise BuildError(f"{root}: class folder name {name!r} has a line break")
+    sources = []
+    for target, name in enumerate(classes):
+        folder = os.path.join(root, name)
+        for dirpath, dirnames, filenames in sorted(os.walk(folder, followlinks=True)):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for filename in sorted(filenames):
+                if filename.startswith(".") or os.path.splitext(filename)[1].lower() not in extensions:
+                    continue
+                path = os.path.join(dirpath, filename)
+                sources.append(Source(path, target, os.path.relpath(path, root).replace(os.sep, "/")))
+    return SourceList(sources, classes)
+
+
+def _list_file(path: str) -> SourceList:
+    base = os.path.dirname(os.path.abspath(path))
+    sources = []
+    with open(path, encoding="utf-8") as f:
+        for number, line in enumerate(f, 1):
+            line = line.strip()
+            if not line or line.startswith("#"):
+                continue
+            name, comma, target = line.rpartition(",")
+            try:
+                if not comma or not name.strip():
+                    raise ValueError
+                value = int(target)
+            except ValueError:
+                raise BuildError(f"{path} line {number}: expected 'path,target' (an integer target), got {line!r}") from None
+            name = name.strip()
+            sources.append(Source(os.path.join(base, name), value, name))
+    return SourceList(sources, None)
+
+
+# --- encoding (runs in the worker processes) --------------------------------------------------
+
+
+def encode_source(source: Source, encode_options: dict[str, Any]) -> "InnerSample":  # noqa: F821
+    """Read, convert to 8-bit RGB, encode and lay out one image as an inner sample."""
+    from .encode import encode_image, load_rgb
+    from .writer import InnerSample
+
+    encoded = encode_image(load_rgb(source.path), **encode_options)
+    return InnerSample.from_encoded(encoded, source.target, source.filename)
+
+
+_WORKER_OPTIONS: dict[str, Any] = {}
+
+
+def _init_worker(encode_options: dict[str, Any]) -> None:
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _WORKER_OPTIONS.clear()
+    _WORKER_OPTIONS.update(encode_options)
+
+
+def _encode_job(source: Source, encode_options: dict[str, Any] | None = None):
+    """``(InnerSample, None)``, or ``(None, reason)`` when the image cannot be read or encoded."""
+    try:
+        return encode_source(source, _WORKER_OPTIONS if encode_options is None else encode_options), None
+    except Exception as exc:  # noqa: BLE001  (any failure of one image is reported, not fatal)
+        reason = str(exc) or type(exc).__name__
+        return None, " ".join(reason.split())
+
+
+def _results(sources: Sequence[Source], workers: int, encode_options: dict[str, Any]) -> Iterator[tuple]:
+    """Encode results in source order: in this process for one worker, else from a process pool."""
+    if workers <= 1:
+        for source in sources:
+            yield _encode_job(source, encode_options)
+        return
+    import multiprocessing
+
+    encode_options = _one_thread_each(encode_options)
+    context = multiprocessing.get_context("spawn")
+    chunksize = max(1, min(8, len(sources) // (8 * workers)))
+    with context.Pool(workers, initializer=_init_worker, initargs=(encode_options,)) as pool:
+        yield from pool.imap(_encode_job, sources, chunksize)
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its CPU affinity where the system tells it)."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def check_encode_options(encode_options: dict[str, Any]) -> None:
+    """Encode a tiny picture with ``encode_options``: a bad preset or CRF fails here, not once per image."""
+    import numpy as np
+
+    from .encode import encode_image
+
+    try:
+        encode_image(np.zeros((16, 16, 3), np.uint8), **encode_options)
+    except Exception as exc:  # noqa: BLE001  (PyAV raises its own error types)
+        raise BuildError(f"the encoder options {encode_options} do not work: {' '.join(str(exc).split())}") from exc
+
+
+def _one_thread_each(encode_options: dict[str, Any]) -> dict[str, Any]:
+    """The options with x265 held to one thread per process (the pool gives the parallelism).
+
+    x265's thread pool only spreads work (wavefront rows); it does not change the bitstream,
+    so the bytes equal those of a one-worker build. The caller's x265 parameters come after,
+    so they win.
+    """
+    user = encode_options.get("x265_params")
+    if isinstance(user, dict):
+        user = ":".join(f"{key}={value}" for key, value in user.items())
+    params = "pools=1:frame-threads=1" + (f":{user}" if user else "")
+    return {**encode_options, "x265_params": params}
+
+
+# --- building ---------------------------------------------------------------------------------
+
+
+def sidecar_paths(out: str | os.PathLike) -> tuple[str, str]:
+    """The class list and report paths beside ``out``: ``NAME.classes.txt``, ``NAME.report.tsv``."""
+    out = os.fspath(out)
+    base = out[: -len(".bzna")] if out.endswith(".bzna") else out
+    return base + ".classes.txt", base + ".report.tsv"
+
+
+def _write_atomically(path: str, text: str) -> None:
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+        mask = os.umask(0o022)
+        os.umask(mask)
+        os.chmod(temp, 0o666 & ~mask)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def write_classes(path: str, classes: Sequence[str]) -> None:
+    """The class list: UTF-8, one class name per line, line ``k`` (from 0) is target ``k``."""
+    _write_atomically(path, "".join(f"{name}\n" for name in classes))
+
+
+def write_report(path: str, failures: Iterable[tuple[int, str, str]]) -> None:
+    """The report of images not stored: tab-separated ``index``, ``filename``, ``reason``, with a header."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, dialect="excel-tab", lineterminator="\n")
+    writer.writerow(("index", "filename", "reason"))
+    writer.writerows(failures)
+    _write_atomically(path, buffer.getvalue())
+
+
+def build_sources(
+    sources: Sequence[Source],
+    out: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    fail_fast: bool = False,
+    progress: bool | None = None,
+    fsync: bool = True,
+    on_image: Callable[[int], None] | None = None,
+    **encode_options: Any,
+) -> BuildResult:
+    """Write ``sources``, in order, to the dataset ``out``; an image that fails becomes a missing sample.
+
+    ``on_image(1)`` is called after each image is written (e.g. to report progress elsewhere).
+    """
+    from tqdm import tqdm
+
+    from .writer import DatasetWriter
+
+    out = os.fspath(out)
+    workers = workers or available_cores()
+    check_encode_options(encode_options)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    result = BuildResult(out, len(sources))
+    start = time.perf_counter()
+    results = _results(sources, min(workers, max(1, len(sources))), encode_options)
+    with closing(results), DatasetWriter(out, fsync=fsync) as writer, tqdm(
+        total=len(sources), unit="img", disable=not progress, dynamic_ncols=True, smoothing=0.05
+    ) as bar:
+        for index, (sample, reason) in enumerate(results):
+            source = sources[index]
+            if sample is None:
+                if fail_fast:
+                    raise BuildError(f"image {index} ({source.filename}): {reason}")
+                writer.add_missing(source.target, source.filename)
+                result.failures.append((index, source.filename, reason))
+            else:
+                writer.add_sample(sample)
+            bar.update()
+            if on_image is not None:
+                on_image(1)
+    result.seconds = time.perf_counter() - start
+    result.bytes = os.path.getsize(out)
+    return result
+
+
+def build(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    workers: int | None = None,
+    fail_fast: bool = False,
+    progress: bool | None = None,
+    fsync: bool = True,
+    **encode_options: Any,
+) -> BuildResult:
+    """Build ``out`` from ``src`` (ImageFolder tree or list file), with the class list and report beside it.
+
+    ``encode_options`` go to :func:`bzna_boxes.encode.encode_image` (``max_short_side``,
+    ``crf``, ``preset``, ``x265_params``).
+    """
+    listing = list_sources(src)
+    classes_path, report_path = sidecar_paths(out)
+    result = build_sources(
+        listing.sources, out, workers=workers, fail_fast=fail_fast, progress=progress, fsync=fsync, **encode_options
+    )
+    if listing.classes is not None:
+        write_classes(classes_path, listing.classes)
+    write_report(report_path, result.failures)
+    result.classes_path = classes_path if listing.classes is not None else None
+    result.report_path = report_path
+    return result
+
+
+# --- the command ------------------------------------------------------------------------------
+
+_DISTRIBUTED_OPTIONS = ("scheduler", "cluster", "shard_size", "work_dir", "resume")
+
+
+def run(args) -> int:
+    """``bzna build SRC OUT``."""
+    if any(getattr(args, name, None) for name in _DISTRIBUTED_OPTIONS):
+        import importlib
+
+        try:
+            distributed = importlib.import_module(f"{__package__}.distributed")
+        except ModuleNotFoundError as exc:
+            if exc.name not in ("bzna_boxes.distributed", "dask", "distributed"):
+                raise
+            print(
+                "bzna build: distributed builds (--scheduler, --cluster, --shard-size, --work-dir, --resume) "
+                "are not available yet in this version; run without them for a local build",
+                file=sys.stderr,
+            )
+            return 2
+        return int(distributed.run(args) or 0)
+    if args.max_short_side < 0:
+        print("bzna build: --max-short-side must be 0 (keep the size) or positive", file=sys.stderr)
+        return 2
+    if args.workers is not None and args.workers < 1:
+        print("bzna build: --workers must be at least 1", file=sys.stderr)
+        return 2
+    options: dict[str, Any] = {"max_short_side": args.max_short_side or None, "preset": args.preset}
+    if args.crf is not None:
+        options["crf"] = args.crf
+    if args.x265_params:
+        options["x265_params"] = args.x265_params
+    try:
+        result = build(args.src, args.out, workers=args.workers, fail_fast=args.fail_fast, progress=False if args.quiet else None, **options)
+    except BuildError as exc:
+        print(f"bzna build: {exc}", file=sys.stderr)
+        return 1
+    _print_summary(result, args.workers or available_cores())
+    return 0
+
+
+def _print_summary(result: BuildResult, workers: int) -> None:
+    stored = result.count - len(result.failures)
+    rate = result.count / result.seconds if result.seconds else 0.0
+    per_image = result.bytes / stored if stored else 0
+    print(
+        f"wrote {result.path}: {result.count} samples ({len(result.failures)} missing), "
+        f"{result.bytes / 1e6:.1f} MB ({per_image / 1e3:.1f} kB per image), "
+        f"{result.seconds:.1f} s ({rate:.1f} images/s, {workers} worker{'s' if workers != 1 else ''})"
+    )
+    if result.classes_path:
+        print(f"classes: {result.classes_path}")
+    if result.failures:
+        count = len(result.failures)
+        print(f"{count} image{'s' if count != 1 else ''} could not be stored, see {result.report_path}:")
+        for index, filename, reason in result.failures[:5]:
+            print(f"  {index}  {filename}  {reason}")
+        if len(result.failures) > 5:
+            print(f"  ... and {len(result.failures) - 5} more")

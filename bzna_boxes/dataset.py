@@ -1,0 +1,633 @@
+"""A .bzna file as a dataset: :class:`Dataset`, :class:`ImageNet` (splits) and :class:`Sample`.
+
+``ds[i]`` is a :class:`Sample`: ``.data`` (the inner MP4, a zero-copy view of the
+``bzna_input`` track's sample i), ``.target`` (``bzna_target``, -1 where the dataset has
+none), ``.filename`` (``bzna_fname``) and ``.image(track)`` (one of the inner pictures as an
+:class:`~bzna_boxes.image.EncodedImage`). A sample whose input has size 0 is *missing* (the
+seed's ImageNet lacks 81 images): ``.missing`` is true and ``.image()`` raises
+:class:`MissingSampleError`.
+
+``ds[i]`` costs one small object; the arrays it reads (offsets, sizes, all the targets at
+once) are built when first needed and shared by every sample. The inner MP4 is walked box
+header by box header, reading only the boxes that locate the picture, because a general
+parse of its four tracks costs a few milliseconds; the ``hvcC`` record is parsed by the box
+engine, once per distinct record (a dataset has a handful: one per frame size).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from functools import lru_cache
+from typing import Iterator, Mapping
+
+import numpy as np
+
+from . import layout
+from .errors import BoxError
+from .image import CleanAperture, EncodedImage
+from .index import _HEADER, BznaFile, _walk
+
+__all__ = ["Dataset", "ImageNet", "Sample", "MissingSampleError", "SPLITS"]
+
+SPLITS = ("train", "val", "test")
+
+
+class MissingSampleError(LookupError):
+    """The sample has no image (its input sample has size 0: an image missing from the dataset)."""
+
+
+class _Columns:
+    """The arrays a dataset reads, shared by its samples; built when the file is (re)opened.
+
+    Samples index memoryviews of the numpy arrays (``at``, ``size``, ``target_of``, ``names``):
+    indexing one gives a Python int, several times faster than a numpy scalar, without a copy.
+    ``names`` interleaves each filename's start and end, so that one cache line holds both.
+    """
+
+    __slots__ = ("file", "view", "mm", "input_offsets", "input_sizes", "at", "size", "length", "lock", "targets", "target_of", "names")
+
+    def __init__(self, file: BznaFile):
+        self.file = file
+        self.view = file.buffer
+        self.mm = file._load().mm
+        inputs = file.track(layout.INPUT_TRACK)
+        self.input_offsets = inputs.offsets
+        self.input_sizes = inputs.sizes
+        self.at = memoryview(inputs.offsets)
+        self.size = memoryview(inputs.sizes)
+        self.length = len(inputs)
+        self.lock = threading.Lock()
+        self.targets: np.ndarray | None = None
+        self.target_of: memoryview | None = None
+        self.names: memoryview | None = None
+
+    def load_targets(self) -> memoryview:
+        with self.lock:
+            if self.target_of is None:
+                self.targets = _read_targets(self.file, self.length)
+                self.target_of = memoryview(self.targets)
+            return self.target_of
+
+    def load_filenames(self) -> memoryview:
+        with self.lock:
+            if self.names is None:
+                spans = np.zeros(2 * self.length, np.uint64)  # start, end, start, end, ...
+                try:
+                    track = self.file.track(layout.FILENAME_TRACK)
+                except KeyError:
+                    pass  # no filenames: every one is ""
+                else:
+                    n = min(self.length, len(track))
+                    spans[0 : 2 * n : 2] = track.offsets[:n]
+                    spans[1 : 2 * n : 2] = track.offsets[:n] + track.sizes[:n]
+                self.names = memoryview(spans)
+            return self.names
+
+
+def _read_targets(file: BznaFile, length: int) -> np.ndarray:
+    """Every target in one vectorised read: int64, -1 where a sample has none."""
+    out = np.full(length, layout.NO_TARGET, np.int64)
+    try:
+        track = file.track(layout.TARGET_TRACK)
+    except KeyError:
+        return out
+    n = min(length, len(track))
+    offsets, sizes = track.offsets[:n], track.sizes[:n]
+    itemsize = layout.TARGET_DTYPE.itemsize
+    wrong = np.flatnonzero((sizes != itemsize) & (sizes != 0))
+    if len(wrong):
+        i = int(wrong[0])
+        raise BoxError(
+            f"track {track.track_id} {track.name!r}: sample {i} has {int(sizes[i])} bytes, a target has {itemsize} (or 0: none)",
+            offset=int(offsets[i]), path=track.path,
+        )
+    if not n:
+        return out
+    mm = file._load().mm
+    if sizes.all() and (n == 1 or bool(np.all(np.diff(offsets) == itemsize))):
+        out[:n] = np.frombuffer(mm, layout.TARGET_DTYPE, count=n, offset=int(offsets[0]))  # one block
+        return out
+    present = np.flatnonzero(sizes)
+    if len(present):
+        # An int64 at every byte offset (stride 1): one fancy-index gather reads them all.
+        every = np.ndarray((file.size - itemsize + 1,), dtype=layout.TARGET_DTYPE, buffer=mm, strides=(1,))
+        out[present] = every[offsets[present]]
+        del every
+    return out
+
+
+class Sample:
+    """One dataset entry: ``data``, ``target``, ``filename``, ``missing``, ``image(track)``.
+
+    ``index`` is its position in the file (in :class:`ImageNet` splits too). ``data`` and the
+    payload of ``image()`` are views of the file: they keep its map alive while they live.
+    """
+
+    __slots__ = ("_cols", "index")
+
+    def __init__(self, cols: _Columns, index: int):
+        self._cols = cols
+        self.index = index
+
+    @property
+    def data(self) -> memoryview:
+        """The inner MP4 (the ``bzna_input`` sample), zero-copy; empty when missing."""
+        cols = self._cols
+        start = cols.at[self.index]
+        return cols.view[start : start + cols.size[self.index]]
+
+    @property
+    def size(self) -> int:
+        """Bytes of the inner MP4 (0 when missing)."""
+        return self._cols.size[self.index]
+
+    @property
+    def missing(self) -> bool:
+        """True when the dataset has no image for this entry (an input sample of size 0)."""
+        return not self._cols.size[self.index]
+
+    @property
+    def target(self) -> int:
+        """The class target (``bzna_target``); -1 where the dataset has none."""
+        target_of = self._cols.target_of
+        if target_of is None:
+            target_of = self._cols.load_targets()
+        return target_of[self.index]
+
+    @property
+    def filename(self) -> str:
+        """The original filename (``bzna_fname``, UTF-8); "" where the dataset has none."""
+        cols = self._cols
+        names = cols.names
+        if names is None:
+            names = cols.load_filenames()
+        j = 2 * self.index
+        return cols.mm[names[j] : names[j + 1]].decode("utf-8", "surrogateescape")
+
+    def image(self, track: str = layout.INPUT_TRACK) -> EncodedImage:
+        """The picture of inner track ``track`` (``bzna_input`` or ``bzna_thumb``), not decoded.
+
+        The thumbnail is the image itself when the image fits 512x512.
+        """
+        cols = self._cols
+        i = self.index
+        size = cols.size[i]
+        if not size:
+            raise MissingSampleError(f"sample {i} of {cols.file.path} is missing (its {layout.INPUT_TRACK} sample is empty): it has no image")
+        start = cols.at[i]
+        return inner_image(cols.view, start, start + size, track, f"{layout.INPUT_TRACK}[{i}]")
+
+    def __repr__(self) -> str:
+        if self.missing:
+            return f"<Sample {self.index} missing>"
+        return f"<Sample {self.index} target={self.target} filename={self.filename!r} size={self.size}>"
+
+
+class Dataset:
+    """A .bzna file as a sequence of :class:`Sample` (``len``, ``ds[i]``, iteration).
+
+    ``path`` is a file name or an open :class:`~bzna_boxes.index.BznaFile`. ``targets`` holds
+    every target (int64, -1 for none), read in one go. Pickles by path (the copy reopens the
+    file on first use), so a dataset can go to ``DataLoader`` worker processes.
+    """
+
+    def __init__(self, path: str | os.PathLike | BznaFile):
+        self._file = path if isinstance(path, BznaFile) else BznaFile(path)
+        self._cols: _Columns | None = None
+        self._range: tuple[int, int] | None = None
+        self._lock = threading.Lock()
+        self._columns()
+
+    def _columns(self) -> _Columns:
+        cols = self._cols
+        if cols is None:
+            with self._lock:
+                if self._cols is None:
+                    try:
+                        cols = _Columns(self._file)
+                    except KeyError as exc:
+                        raise BoxError(f"not a .bzna dataset: {exc.args[0]}") from None
+                    self._check_range(cols.length)
+                    self._cols = cols
+                cols = self._cols
+        return cols
+
+    def _check_range(self, length: int) -> None:
+        if self._range is None:
+            self._range = (0, length)
+
+    @property
+    def file(self) -> BznaFile:
+        return self._file
+
+    @property
+    def path(self) -> str:
+        return self._file.path
+
+    @property
+    def start(self) -> int:
+        """File index of this dataset's first sample."""
+        self._columns()
+        return self._range[0]
+
+    def __len__(self) -> int:
+        self._columns()
+        return self._range[1] - self._range[0]
+
+    def __getitem__(self, index: int) -> Sample:
+        cols = self._cols
+        if cols is None:
+            cols = self._columns()
+        start, stop = self._range
+        i = index + start if index >= 0 else index + stop
+        if not start <= i < stop:
+            raise IndexError(f"sample index {index} out of range for a dataset of {stop - start}")
+        return Sample(cols, i)
+
+    def __iter__(self) -> Iterator[Sample]:
+        cols = self._columns()
+        for i in range(*self._range):
+            yield Sample(cols, i)
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Every target, int64 (-1 where there is none): a copy, read in one vectorised pass."""
+        cols = self._columns()
+        if cols.targets is None:
+            cols.load_targets()
+        return cols.targets[slice(*self._range)].copy()
+
+    @property
+    def sizes(self) -> np.ndarray:
+        """Bytes of each inner MP4 (0 for missing samples)."""
+        cols = self._columns()
+        return cols.input_sizes[slice(*self._range)].copy()
+
+    @property
+    def missing(self) -> np.ndarray:
+        """Indices (in this dataset) of the missing samples."""
+        return np.flatnonzero(self.sizes == 0)
+
+    def close(self) -> None:
+        """Close the file (see :meth:`BznaFile.close`)."""
+        self._cols = None
+        self._file.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict:
+        return {"file": self._file, "range": self._range}
+
+    def __setstate__(self, state: dict) -> None:
+        self._file = state["file"]
+        self._range = state["range"]
+        self._cols = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.path!r} samples={len(self)}>"
+
+
+class ImageNet(Dataset):
+    """The seed's ImageNet 2012 container, whole or one split (``train``, ``val``, ``test``).
+
+    Splits are counted from the end, so any length works: the last 100,000 samples are test,
+    the 50,000 before them val, the rest train (1,281,167 in the seed's 1,431,167).
+    """
+
+    def __init__(self, path: str | os.PathLike | BznaFile, split: str | None = None):
+        if split is not None and split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)} or None, not {split!r}")
+        self.split = split
+        super().__init__(path)
+
+    def _check_range(self, length: int) -> None:
+        if self._range is None:
+            self._range = split_range(length, self.split)
+
+    def __getstate__(self) -> dict:
+        return {**super().__getstate__(), "split": self.split}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.split = state["split"]
+
+
+def split_range(length: int, split: str | None) -> tuple[int, int]:
+    """``(start, stop)`` of an ImageNet split in a file of ``length`` samples (from the end)."""
+    test = layout.IMAGENET_TEST
+    val = layout.IMAGENET_VAL
+    if split is None:
+        return 0, length
+    need = {"test": test, "val": test + val, "train": test + val + 1}[split]
+    if length < need:
+        raise ValueError(
+            f"ImageNet split {split!r} needs at least {need:,} samples (the last {test:,} are test, "
+            f"the {val:,} before them val, the rest train); this file has {length:,}"
+        )
+    bounds = {"train": (0, length - test - val), "val": (length - test - val, length - test), "test": (length - test, length)}
+    return bounds[split]
+
+
+# --- the inner MP4 ---------------------------------------------------------------------------
+
+_U32 = struct.Struct(">I")
+_U64 = struct.Struct(">Q")
+_WH = struct.Struct(">HH")
+_CLAP = struct.Struct(">IIIIiIiI")
+_CLAP_KEYS = (
+    "clean_aperture_width_n",
+    "clean_aperture_width_d",
+    "clean_aperture_height_n",
+    "clean_aperture_height_d",
+    "horiz_off_n",
+    "horiz_off_d",
+    "vert_off_n",
+    "vert_off_d",
+)
+_VISUAL_ENTRY_FIELDS = 78
+"""Bytes of a VisualSampleEntry's fields before its child boxes (§12.1.3)."""
+_HEVC_ENTRIES = ("hvc1", "hev1")
+
+
+def _need(have: int, need: int, what: str, offset: int, path: str) -> None:
+    if have < need:
+        raise BoxError(f"{what} needs {need} bytes, the box holds {have}", offset=offset, path=path)
+
+
+_HVCC_CACHE: dict[bytes, Mapping] = {}
+_HVCC_CACHE_SIZE = 256
+
+
+def _parse_hvcc(view: memoryview, offset: int, size: int, path: str) -> Mapping:
+    """The parsed hvcC box (the box engine's schema), parsed once per distinct record.
+
+    The record is shared by every picture that has the same bytes: treat it as read-only.
+    """
+    record = bytes(view[offset : offset + size])
+    parsed = _HVCC_CACHE.get(record)
+    if parsed is None:
+        from .boxes.core import parse_box
+
+        parsed = parse_box(memoryview(record), 0, size, offset, path, path.count("/"))[0]
+        parsed.pop("_offset", None)  # shared by pictures at other offsets
+        parsed.pop("_size", None)
+        if len(_HVCC_CACHE) >= _HVCC_CACHE_SIZE:
+            _HVCC_CACHE.clear()
+        _HVCC_CACHE[record] = parsed
+    return parsed
+
+
+@lru_cache(maxsize=4096)
+def _clean_aperture(clap: tuple | None, frame_width: int, frame_height: int) -> CleanAperture:
+    return CleanAperture.from_clap(dict(zip(_CLAP_KEYS, clap)) if clap is not None else None, frame_width, frame_height)
+
+
+class _Retry(Exception):
+    """The quick walk met something odd: walk again the careful way, for an exact error."""
+
+
+def _quick_walk(view: memoryview, start: int, end: int, path: str) -> Iterator[tuple[bytes, int, int, int, str]]:
+    """Like :func:`_exact_walk` without the per-box bookkeeping (``path`` is the parent's)."""
+    pos = start
+    while pos < end:
+        if end - pos < 8:
+            raise _Retry
+        size, raw = _HEADER.unpack_from(view, pos)
+        header = 8
+        if size < 8:
+            if size == 1 and end - pos >= 16:
+                size = _U64.unpack_from(view, pos + 8)[0]
+                header = 16
+            elif size == 0:
+                size = end - pos
+            else:
+                raise _Retry
+        if raw == b"uuid":
+            header += 16
+        if size > end - pos or size < header:
+            raise _Retry
+        yield raw, pos, size, header, path
+        pos += size
+
+
+def _exact_walk(view: memoryview, start: int, end: int, path: str) -> Iterator[tuple[bytes, int, int, int, str]]:
+    """The child boxes with their exact paths; BoxError on a malformed header."""
+    for fourcc, off, size, header, box_path in _walk(view, start, end, path):
+        yield fourcc.encode("latin-1"), off, size, header, box_path
+
+
+def _quick_first(view: memoryview, box: tuple, fourcc: bytes) -> tuple | None:
+    """(offset, size, header, path) of the first child of ``box`` of type ``fourcc``, or None (quick)."""
+    off, size, header, path = box
+    pos = off + header
+    end = off + size
+    while pos < end:
+        if end - pos < 8:
+            raise _Retry
+        size, raw = _HEADER.unpack_from(view, pos)
+        if size < 8 or size > end - pos:
+            if size == 0:
+                size = end - pos
+            else:
+                raise _Retry  # 64-bit sizes and errors: the careful walk
+        if raw == fourcc:
+            return pos, size, 8, path
+        pos += size
+    return None
+
+
+def _exact_first(view: memoryview, box: tuple, fourcc: bytes) -> tuple | None:
+    """(offset, size, header, path) of the first child of ``box`` of type ``fourcc``, or None."""
+    off, size, header, path = box
+    for f, o, s, h, p in _exact_walk(view, off + header, off + size, path):
+        if f == fourcc:
+            return o, s, h, p
+    return None
+
+
+_QUICK = (_quick_walk, _quick_first)
+_EXACT = (_exact_walk, _exact_first)
+
+
+def inner_image(view: memoryview, start: int, end: int, track: str = layout.INPUT_TRACK, name: str = "sample") -> EncodedImage:
+    """The picture of track ``track`` in the inner MP4 at ``view[start:end]``.
+
+    Offsets in errors are file offsets; paths start with ``name`` (e.g. ``bzna_input[12]``).
+    A missing ``bzna_thumb`` track falls back to ``bzna_input``.
+    """
+    try:
+        return _inner_image(view, start, end, track, name, _QUICK)
+    except (_Retry, BoxError):
+        pass
+    return _inner_image(view, start, end, track, name, _EXACT)
+
+
+def _inner_image(view: memoryview, start: int, end: int, track: str, name: str, walker) -> EncodedImage:
+    moov = walker[1](view, (start, end - start, 0, name), b"moov")
+    if moov is None:
+        raise BoxError("the inner sample has no moov", offset=start, path=name)
+    wanted = track.encode("utf-8")
+    found = fallback = None
+    for trak_name, trak, mdia in _inner_traks(view, moov, walker):
+        if trak_name == wanted:
+            found = trak, mdia
+            break
+        if trak_name == _INPUT and fallback is None:
+            fallback = trak, mdia
+    if found is None and track == layout.THUMB_TRACK:
+        found = fallback
+    if found is None:
+        names = [n.decode("utf-8", "replace") for n, _, _ in _inner_traks(view, moov, walker)]
+        raise BoxError(f"the inner sample has no track {track!r} (it has {', '.join(map(repr, names)) or 'none'})", offset=moov[0], path=moov[3])
+    return _picture(view, start, end, *found, walker)
+
+
+_INPUT = layout.INPUT_TRACK.encode()
+
+
+def _inner_traks(view: memoryview, moov: tuple, walker) -> Iterator[tuple[bytes, tuple, tuple]]:
+    """Yield (hdlr name, trak, mdia) for each trak of an inner moov (boxes as (offset, size, header, path))."""
+    walk, first = walker
+    off, size, header, path = moov
+    for fourcc, t_off, t_size, t_header, t_path in walk(view, off + header, off + size, path):
+        if fourcc != b"trak":
+            continue
+        trak = (t_off, t_size, t_header, t_path)
+        mdia = first(view, trak, b"mdia")
+        hdlr = first(view, mdia, b"hdlr") if mdia is not None else None
+        if hdlr is not None:
+            o3, s3, h3, p3 = hdlr
+            _need(s3 - h3, 24, "hdlr", o3, p3)
+            yield bytes(view[o3 + h3 + 24 : o3 + s3]).split(b"\x00", 1)[0], trak, mdia
+
+
+def _sample_zero(view: memoryview, stbl: tuple, walker) -> tuple[int | None, int | None, tuple | None]:
+    """(size, inner offset) of sample 0 of a stbl, and its first sample entry box."""
+    walk = walker[0]
+    o3, s3, h3, p3 = stbl
+    entry = sample_size = chunk_offset = None
+    for fourcc, off, size, header, path in walk(view, o3 + h3, o3 + s3, p3):
+        body = off + header
+        if fourcc == b"stsd":
+            _need(size - header, 8, "stsd", off, path)
+            for f2, o2, s2, h2, p2 in walk(view, body + 8, off + size, path):
+                entry = (f2, o2, s2, h2, p2)
+                break
+        elif fourcc == b"stsz":
+            _need(size - header, 12, "stsz", off, path)
+            sample_size, count = _U32.unpack_from(view, body + 4)[0], _U32.unpack_from(view, body + 8)[0]
+            if not count:
+                raise BoxError("the inner track has no sample", offset=off, path=path)
+            if not sample_size:
+                _need(size - header, 16, "stsz", off, path)
+                sample_size = _U32.unpack_from(view, body + 12)[0]
+        elif fourcc == b"stco" or fourcc == b"co64":
+            wide = fourcc == b"co64"
+            _need(size - header, 8, "stco", off, path)
+            if not _U32.unpack_from(view, body + 4)[0]:
+                raise BoxError("the inner track has no chunk", offset=off, path=path)
+            _need(size - header, 16 if wide else 12, "co64" if wide else "stco", off, path)
+            chunk_offset = (_U64 if wide else _U32).unpack_from(view, body + 8)[0]
+    return sample_size, chunk_offset, entry
+
+
+def _stbl(view: memoryview, trak: tuple, mdia: tuple, walker) -> tuple:
+    first = walker[1]
+    minf = first(view, mdia, b"minf")
+    stbl = first(view, minf, b"stbl") if minf is not None else None
+    if stbl is None:
+        raise BoxError("the inner track has no mdia/minf/stbl", offset=trak[0], path=trak[3])
+    return stbl
+
+
+def _picture(view: memoryview, start: int, end: int, trak: tuple, mdia: tuple, walker) -> EncodedImage:
+    """Read one inner video trak: tkhd size, sample entry (hvcC, clap), the one sample."""
+    walk, first = walker
+    tkhd = first(view, trak, b"tkhd")
+    if tkhd is None:
+        raise BoxError("the inner track has no tkhd", offset=trak[0], path=trak[3])
+    off, size, header, path = tkhd
+    body = off + header
+    at = body + (88 if size > header and view[body] == 1 else 76)
+    _need(size - header, at + 8 - body, "tkhd", off, path)
+    width = round(_U32.unpack_from(view, at)[0] / 65536)
+    height = round(_U32.unpack_from(view, at + 4)[0] / 65536)
+    stbl = _stbl(view, trak, mdia, walker)
+    sample_size, chunk_offset, entry = _sample_zero(view, stbl, walker)
+    if entry is None or sample_size is None or chunk_offset is None:
+        missing = [n for n, v in (("stsd entry", entry), ("stsz", sample_size), ("stco/co64", chunk_offset)) if v is None]
+        raise BoxError(f"the inner track has no {', '.join(missing)}", offset=stbl[0], path=stbl[3])
+    e_type, e_off, e_size, e_header, e_path = entry
+    codec = e_type.decode("latin-1")
+    if codec not in _HEVC_ENTRIES:
+        raise BoxError(f"the inner track's sample entry is {codec!r}, not hvc1 or hev1", offset=e_off, path=e_path)
+    body = e_off + e_header
+    _need(e_size - e_header, _VISUAL_ENTRY_FIELDS, codec, e_off, e_path)
+    frame_width, frame_height = _WH.unpack_from(view, body + 24)
+    hvcc = clap = None
+    for fourcc, off, size, header, path in walk(view, body + _VISUAL_ENTRY_FIELDS, e_off + e_size, e_path):
+        if fourcc == b"hvcC" and hvcc is None:
+            hvcc = _parse_hvcc(view, off, size, path)
+        elif fourcc == b"clap" and clap is None:
+            _need(size - header, _CLAP.size, "clap", off, path)
+            clap = _CLAP.unpack_from(view, off + header)
+    if hvcc is None:
+        raise BoxError(f"the {codec} entry has no hvcC", offset=e_off, path=e_path)
+    payload_start = start + chunk_offset
+    if chunk_offset > end - start or sample_size > end - payload_start:
+        raise BoxError(
+            f"the picture at inner offset {chunk_offset} (size {sample_size}) lies outside the inner sample ({end - start} bytes)",
+            offset=payload_start, path=stbl[3],
+        )
+    try:
+        aperture = _clean_aperture(clap, frame_width, frame_height)
+    except BoxError as exc:
+        raise BoxError(exc.reason, offset=e_off, path=e_path) from None
+    return EncodedImage(
+        payload=view[payload_start : payload_start + sample_size],
+        hvcc=hvcc,
+        frame_width=frame_width,
+        frame_height=frame_height,
+        width=width,
+        height=height,
+        clean_aperture=aperture,
+        codec=codec,
+    )
+
+
+def inner_tracks(view: memoryview, start: int, end: int, name: str = "sample") -> dict[str, tuple[int, int]]:
+    """hdlr name -> (file offset, size) of sample 0 of each track of the inner MP4 at ``view[start:end]``.
+
+    ``bzna verify`` uses it; raises BoxError when a track's sample lies outside the inner sample.
+    """
+    try:
+        return _inner_tracks(view, start, end, name, _QUICK)
+    except (_Retry, BoxError):
+        pass
+    return _inner_tracks(view, start, end, name, _EXACT)
+
+
+def _inner_tracks(view: memoryview, start: int, end: int, name: str, walker) -> dict[str, tuple[int, int]]:
+    moov = walker[1](view, (start, end - start, 0, name), b"moov")
+    if moov is None:
+        raise BoxError("the inner sample has no moov", offset=start, path=name)
+    out = {}
+    for raw_name, trak, mdia in _inner_traks(view, moov, walker):
+        track_name = raw_name.decode("utf-8", "surrogateescape")
+        sample_size, chunk_offset, _ = _sample_zero(view, _stbl(view, trak, mdia, walker), walker)
+        if sample_size is None or chunk_offset is None:
+            raise BoxError(f"inner track {track_name!r} has no stsz or no stco/co64", offset=trak[0], path=trak[3])
+        if chunk_offset > end - start or sample_size > end - start - chunk_offset:
+            raise BoxError(
+                f"inner track {track_name!r}: its sample at inner offset {chunk_offset} (size {sample_size}) lies outside the inner sample ({end - start} bytes)",
+                offset=start + chunk_offset, path=trak[3],
+            )
+        out.setdefault(track_name, (start + chunk_offset, sample_size))
+    return out

@@ -1,0 +1,142 @@
+"""Decode on the CPU with FFmpeg's HEVC decoder (PyAV): RGB arrays cropped to the clean aperture.
+
+Each thread keeps one ``hevc`` decoder context and reuses it: an image is one access unit
+(parameter sets + one intra picture, :func:`~.annexb.to_annexb`), sent, drained, then the
+context is reset with ``flush_buffers()`` for the next one (about twice as fast as opening a
+context per image). The whole frame is converted to RGB with swscale's accurate path (see
+:mod:`.colour` for the formula both decoders share), one swscale context per thread and frame
+size, then cropped to the clean aperture: converting only the crop would change the size from
+image to image, and setting up a new swscale context costs more than the pixels it saves.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from ..errors import BoxError
+from ..image import EncodedImage
+from .annexb import to_annexb
+from .colour import check_aperture
+
+if TYPE_CHECKING:  # pragma: no cover
+    import av
+
+__all__ = ["CpuDecoder"]
+
+
+class CpuDecoder:
+    """H.265 pictures to H x W x 3 uint8 RGB numpy arrays, on the CPU (thread-safe).
+
+    ``threads`` is FFmpeg's thread count per decoder context (1: parallelize across images
+    instead, one thread each, as :class:`bzna_boxes.torch.Loader` does).
+    """
+
+    device = "cpu"
+
+    def __init__(self, threads: int = 1):
+        import av  # noqa: F401  (fail here, not at the first image, when PyAV is missing)
+
+        self.threads = threads
+        self._local = threading.local()
+
+    def __repr__(self) -> str:
+        return f"CpuDecoder(threads={self.threads})"
+
+    def _context(self) -> "av.CodecContext":
+        context = getattr(self._local, "context", None)
+        if context is None:
+            import av
+
+            context = av.CodecContext.create("hevc", "r")
+            context.thread_count = self.threads
+            self._local.context = context
+        return context
+
+    def decode_frame(self, image: EncodedImage) -> "av.VideoFrame":
+        """The whole decoded picture (coded size, padding included) as a PyAV ``VideoFrame``."""
+        import av
+
+        packet = av.Packet(to_annexb(image))
+        context = self._context()
+        try:
+            frames = context.decode(packet)
+            frames += context.decode(None)
+        except av.FFmpegError as exc:
+            self._local.context = None  # a context left mid-error is not reused
+            raise BoxError(f"FFmpeg's HEVC decoder rejected the picture: {exc}", path="sample") from exc
+        finally:
+            if getattr(self._local, "context", None) is context:
+                context.flush_buffers()
+        if len(frames) != 1:
+            raise BoxError(f"the sample decoded to {len(frames)} pictures, expected 1", path="sample")
+        frame = frames[0]
+        if (frame.width, frame.height) != (image.frame_width, image.frame_height):
+            raise BoxError(
+                f"the bitstream codes a {frame.width}x{frame.height} picture, the sample entry says "
+                f"{image.frame_width}x{image.frame_height}",
+                path="sample",
+            )
+        if frame.format.name != "yuv420p":
+            raise BoxError(f"pictures in {frame.format.name} are not supported (8-bit 4:2:0 only)", path="sample")
+        return frame
+
+    def decode(self, image: EncodedImage) -> np.ndarray:
+        """Decode one image to a ``height x width x 3`` uint8 RGB array (the clean aperture)."""
+        frame = self.decode_frame(image)
+        converters = getattr(self._local, "converters", None)
+        if converters is None:
+            converters = self._local.converters = {}
+        converter = converters.get((frame.width, frame.height))
+        if converter is None:
+            if len(converters) >= 8:
+                converters.clear()
+            converter = converters[frame.width, frame.height] = RgbConverter(frame.width, frame.height)
+        return converter.convert(frame, image.clean_aperture)
+
+
+class RgbConverter:
+    """yuv420p frames of one size to RGB (BT.601 limited, :mod:`.colour`), cropped; one thread's.
+
+    The planes are first copied into a frame of our own: that drops the chroma location the
+    decoder attaches (H.265's default, "left"), which would make swscale shift chroma by half a
+    sample; the encoder's chroma is centred. The swscale context is kept from frame to frame
+    (setting one up for the accurate path costs about as much as a conversion).
+    """
+
+    def __init__(self, width: int, height: int):
+        import av
+        from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
+
+        self.staging = av.VideoFrame(width, height, "yuv420p")
+        self.staging.colorspace = Colorspace.ITU601
+        self.staging.color_range = ColorRange.MPEG
+        self.planes = [
+            np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: plane.height, : plane.width]
+            for plane in self.staging.planes
+        ]
+        self.reformatter = VideoReformatter()
+
+    def convert(self, frame: "av.VideoFrame", aperture) -> np.ndarray:
+        """The RGB pixels of ``frame`` inside ``aperture``, as an H x W x 3 uint8 array."""
+        from av.video.reformatter import Colorspace, Interpolation
+
+        check_aperture(aperture, frame.width, frame.height)
+        for plane, target in zip(frame.planes, self.planes):
+            source = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)
+            target[...] = source[: target.shape[0], : target.shape[1]]
+        rgb = self.reformatter.reformat(
+            self.staging,
+            format="rgb24",
+            src_colorspace=Colorspace.ITU601,
+            interpolation=Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT,
+        ).to_ndarray()
+        a = aperture
+        return np.ascontiguousarray(rgb[a.y : a.y + a.height, a.x : a.x + a.width])
+
+
+def frame_to_rgb(frame: "av.VideoFrame", aperture) -> np.ndarray:
+    """Convert a yuv420p ``VideoFrame`` to RGB (BT.601 limited, :mod:`.colour`) inside ``aperture``."""
+    return RgbConverter(frame.width, frame.height).convert(frame, aperture)

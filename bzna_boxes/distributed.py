@@ -1,0 +1,460 @@
+"""Build a ``.bzna`` dataset on a Dask cluster: one task per shard, then an exact merge.
+
+The source list (``bzna build``'s rules and target numbering, :func:`bzna_boxes.build.list_sources`)
+is cut into contiguous shards. Each shard is one Dask task that encodes its images and writes a
+shard ``.bzna`` into a work folder beside the output (shared storage on a cluster), then a small
+manifest that marks it done. The driver merges the shards in order with
+:func:`bzna_boxes.writer.concat`, whose output is byte for byte what one writer fed the same
+samples writes, so the result equals a local ``bzna build`` of the same inputs and options.
+
+Fault tolerance comes from Dask (a failed task is retried, a task whose worker died is
+rescheduled) and from the manifests: with ``resume=True`` a shard whose manifest matches its
+source list and options, and whose file holds the expected number of samples, is not redone.
+
+Needs the ``distributed`` extra: ``pip install bzna_boxes[distributed]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from typing import Any, Sequence
+
+from .build import (
+    BuildError,
+    Source,
+    available_cores,
+    build_sources,
+    check_encode_options,
+    list_sources,
+    sidecar_paths,
+    write_classes,
+    write_report,
+)
+
+__all__ = ["ShardSpec", "DistributedBuildResult", "plan_shards", "build", "run"]
+
+MANIFEST_VERSION = 1
+DEFAULT_SHARD_TARGET = 1000
+"""Upper bound on the images of a shard chosen automatically (about a minute of one core's work)."""
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One shard's work: which images (a contiguous slice of the source list) and where they go."""
+
+    index: int
+    start: int
+    sources: tuple[Source, ...]
+    path: str
+    manifest: str
+    digest: str
+    encode_options: dict[str, Any]
+    progress_queue: str | None = None
+    fail_marker: str | None = None
+    """Test hook: if this file exists when the task starts, the task removes it and fails."""
+    exit_marker: str | None = None
+    """Test hook: if this file exists when the task starts, the task removes it and kills its worker."""
+
+    @property
+    def stop(self) -> int:
+        return self.start + len(self.sources)
+
+
+@dataclass
+class DistributedBuildResult:
+    """What a distributed build did: sample count, failed images, shards built and reused, time."""
+
+    path: str
+    count: int
+    shards: int
+    built: list[int] = field(default_factory=list)
+    reused: list[int] = field(default_factory=list)
+    failures: list[tuple[int, str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    merge_seconds: float = 0.0
+    bytes: int = 0
+    classes_path: str | None = None
+    report_path: str | None = None
+
+
+def _digest(sources: Sequence[Source], start: int, encode_options: dict[str, Any]) -> str:
+    """A hash of what a shard holds: its place in the list, its sources and the encoder options."""
+    payload = json.dumps(
+        {"start": start, "sources": [(s.path, s.target, s.filename) for s in sources], "options": encode_options},
+        sort_keys=True,
+        default=str,
+    )
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def default_shard_size(count: int, workers: int) -> int:
+    """About four shards per worker (so a slow shard does not hold the others back), at most 1,000 images."""
+    return max(1, min(DEFAULT_SHARD_TARGET, math.ceil(count / max(1, 4 * workers))))
+
+
+def plan_shards(
+    sources: Sequence[Source],
+    work_dir: str,
+    shard_size: int,
+    encode_options: dict[str, Any],
+) -> list[ShardSpec]:
+    """Cut ``sources`` into contiguous shards of ``shard_size`` images (the last one may be shorter)."""
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be at least 1, not {shard_size}")
+    absolute = tuple(Source(os.path.abspath(s.path), s.target, s.filename) for s in sources)
+    specs = []
+    for index, start in enumerate(range(0, len(absolute), shard_size)):
+        chunk = absolute[start : start + shard_size]
+        name = os.path.join(work_dir, f"shard-{index:06d}")
+        specs.append(
+            ShardSpec(
+                index=index,
+                start=start,
+                sources=chunk,
+                path=name + ".bzna",
+                manifest=name + ".json",
+                digest=_digest(chunk, start, encode_options),
+                encode_options=dict(encode_options),
+            )
+        )
+    return specs
+
+
+def _sample_count(path: str) -> int:
+    from .index import open as open_bzna
+
+    with open_bzna(path) as f:
+        return len(f.tracks[0]) if f.tracks else 0
+
+
+def shard_is_done(spec: ShardSpec) -> bool:
+    """True when the shard's manifest matches its spec and its file holds every sample."""
+    try:
+        with open(spec.manifest, encoding="utf-8") as f:
+            manifest = json.load(f)
+        return (
+            manifest.get("version") == MANIFEST_VERSION
+            and manifest.get("digest") == spec.digest
+            and manifest.get("count") == len(spec.sources)
+            and _sample_count(spec.path) == len(spec.sources)
+        )
+    except (OSError, ValueError):
+        return False
+
+
+def _write_json_atomically(path: str, value: Any) -> None:
+    temp = f"{path}.{uuid.uuid4().hex}.tmp"
+    try:
+        with open(temp, "w", encoding="utf-8") as f:
+            json.dump(value, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.unlink(temp)
+        raise
+
+
+def _take_marker(path: str | None) -> bool:
+    if not path:
+        return False
+    try:
+        os.unlink(path)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def build_shard(spec: ShardSpec) -> dict:
+    """Encode and write one shard, check it, then write its manifest (runs on a Dask worker)."""
+    if _take_marker(spec.fail_marker):
+        raise RuntimeError(f"injected failure of shard {spec.index}")
+    if _take_marker(spec.exit_marker):
+        os._exit(17)
+    reporter = _ProgressReporter(spec) if spec.progress_queue else None
+    result = build_sources(
+        list(spec.sources),
+        spec.path,
+        workers=1,
+        progress=False,
+        on_image=reporter,
+        **spec.encode_options,
+    )
+    if reporter is not None:
+        reporter.flush()
+    count = _sample_count(spec.path)
+    if count != len(spec.sources):
+        raise BuildError(f"shard {spec.index}: wrote {count} samples, expected {len(spec.sources)}")
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "index": spec.index,
+        "start": spec.start,
+        "count": count,
+        "digest": spec.digest,
+        "bytes": os.path.getsize(spec.path),
+        "seconds": result.seconds,
+        "failures": [(spec.start + i, name, reason) for i, name, reason in result.failures],
+    }
+    _write_json_atomically(spec.manifest, manifest)
+    return manifest
+
+
+class _ProgressReporter:
+    """Sends ``(shard, attempt, images done)`` to the driver through a Dask queue, at most ~4 times a second."""
+
+    def __init__(self, spec: ShardSpec):
+        from distributed import Queue
+
+        self.queue = Queue(spec.progress_queue)
+        self.shard = spec.index
+        self.attempt = uuid.uuid4().hex
+        self.done = 0
+        self.sent_at = 0.0
+
+    def __call__(self, done: int = 1) -> None:
+        self.done += done
+        now = time.monotonic()
+        if now - self.sent_at >= 0.25:
+            self.flush(now)
+
+    def flush(self, now: float | None = None) -> None:
+        self.sent_at = time.monotonic() if now is None else now
+        try:
+            self.queue.put((self.shard, self.attempt, self.done))
+        except Exception:  # noqa: BLE001  (progress is best effort; the build goes on)
+            pass
+
+
+def _local_client(workers: int | None):
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(
+        n_workers=workers or available_cores(),
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+    )
+    return Client(cluster), cluster
+
+
+def build(
+    src: str | os.PathLike,
+    out: str | os.PathLike,
+    client=None,
+    *,
+    shard_size: int | None = None,
+    work_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+    retries: int = 2,
+    fail_fast: bool = False,
+    progress: bool | None = None,
+    keep_shards: bool = False,
+    workers: int | None = None,
+    _inject: dict[str, Sequence[int]] | None = None,
+    **encode_options: Any,
+) -> DistributedBuildResult:
+    """Build ``out`` from ``src`` on a Dask cluster, equal to a local ``bzna build`` of the same inputs.
+
+    ``client`` is a ``distributed.Client``; None starts a ``LocalCluster`` of ``workers``
+    processes (default: all cores) for the duration of the build. ``work_dir`` (default
+    ``OUT.shards`` beside the output) must be visible to every worker. ``resume`` keeps the
+    shards already written completely; otherwise the work folder starts empty. Failed tasks are
+    retried ``retries`` times. ``encode_options`` go to :func:`bzna_boxes.encode.encode_image`.
+    The shards are removed after the merge unless ``keep_shards``.
+    """
+    from tqdm import tqdm
+
+    started = time.perf_counter()
+    out = os.path.abspath(os.fspath(out))
+    work = os.path.abspath(os.fspath(work_dir) if work_dir else out + ".shards")
+    listing = list_sources(src)
+    check_encode_options(encode_options)
+    own = None
+    if client is None:
+        client, own = _local_client(workers)
+    try:
+        nworkers = max(1, len(client.scheduler_info().get("workers", {})) or available_cores())
+        size = shard_size or default_shard_size(len(listing.sources), nworkers)
+        specs = plan_shards(listing.sources, work, size, encode_options)
+        if os.path.isdir(work) and not resume:
+            _clear_shards(work)
+        os.makedirs(work, exist_ok=True)
+        result = DistributedBuildResult(out, len(listing.sources), len(specs))
+        todo = []
+        for spec in specs:
+            if resume and shard_is_done(spec):
+                result.reused.append(spec.index)
+            else:
+                todo.append(spec)
+        if progress is None:
+            progress = sys.stderr.isatty()
+        queue_name = f"bzna-progress-{uuid.uuid4().hex}"
+        todo = [_with_hooks(spec, queue_name if progress else None, work, _inject) for spec in todo]
+        reused_images = sum(len(specs[i].sources) for i in result.reused)
+        with tqdm(total=len(listing.sources), initial=reused_images, unit="img", disable=not progress, dynamic_ncols=True) as bar:
+            _run_shards(client, todo, retries, bar, queue_name if progress else None, fail_fast, reused_images)
+        result.built = [spec.index for spec in todo]
+    finally:
+        if own is not None:
+            client.close()
+            own.close()
+    merge_start = time.perf_counter()
+    failures = []
+    for spec in specs:
+        with open(spec.manifest, encoding="utf-8") as f:
+            failures.extend(tuple(row) for row in json.load(f)["failures"])
+    if fail_fast and failures:
+        index, name, reason = failures[0]
+        raise BuildError(f"image {index} ({name}): {reason}")
+    from .writer import concat
+
+    concat([spec.path for spec in specs], out)
+    result.merge_seconds = time.perf_counter() - merge_start
+    classes_path, report_path = sidecar_paths(out)
+    if listing.classes is not None:
+        write_classes(classes_path, listing.classes)
+        result.classes_path = classes_path
+    write_report(report_path, failures)
+    result.report_path = report_path
+    result.failures = failures
+    result.bytes = os.path.getsize(out)
+    if not keep_shards:
+        shutil.rmtree(work, ignore_errors=True)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+def _with_hooks(spec: ShardSpec, queue: str | None, work: str, inject: dict[str, Sequence[int]] | None) -> ShardSpec:
+    """The spec with the progress queue and, in tests, failure markers (files the task consumes)."""
+    changes: dict[str, Any] = {"progress_queue": queue}
+    for hook in ("fail", "exit"):
+        if inject and spec.index in inject.get(hook, ()):
+            marker = os.path.join(work, f".{hook}-once-{spec.index:06d}")
+            with open(marker, "w"):
+                pass
+            changes[f"{hook}_marker"] = marker
+    return replace(spec, **changes)
+
+
+def _clear_shards(work: str) -> None:
+    for entry in os.scandir(work):
+        if entry.name.startswith(("shard-", ".fail-once-", ".exit-once-")) and entry.is_file():
+            os.unlink(entry.path)
+
+
+def _run_shards(client, specs: list[ShardSpec], retries: int, bar, queue_name: str | None, fail_fast: bool, base: int) -> None:
+    """Submit every shard, follow progress, and raise :class:`BuildError` if a shard fails for good."""
+    from distributed import Queue, wait
+
+    if not specs:
+        return
+    queue = Queue(queue_name) if queue_name else None
+    futures = {
+        client.submit(build_shard, spec, key=f"bzna-shard-{spec.digest[:16]}-{spec.index}", retries=retries, pure=False): spec
+        for spec in specs
+    }
+    latest: dict[int, tuple[str, int]] = {}
+    finished: set[int] = set()
+    pending = set(futures)
+    try:
+        while pending:
+            try:
+                done, _ = wait(pending, timeout=0.5, return_when="FIRST_COMPLETED")
+            except TimeoutError:
+                done = set()
+            if queue is not None:
+                for shard, attempt, count in queue.get(batch=True):
+                    latest[shard] = (attempt, count)
+            for future in done:
+                pending.discard(future)
+                spec = futures[future]
+                if future.status != "finished":
+                    error = future.exception()
+                    raise BuildError(
+                        f"shard {spec.index} (images {spec.start}..{spec.stop - 1}) failed after {retries + 1} attempts: "
+                        f"{type(error).__name__}: {error}"
+                    ) from error
+                finished.add(spec.index)
+                if fail_fast and future.result()["failures"]:
+                    index, name, reason = future.result()["failures"][0]
+                    raise BuildError(f"image {index} ({name}): {reason}")
+            if not bar.disable:
+                images = sum(len(futures_spec.sources) for futures_spec in futures.values() if futures_spec.index in finished)
+                images += sum(count for shard, (_, count) in latest.items() if shard not in finished)
+                bar.n = base + images
+                bar.refresh()
+    except BaseException:
+        for future in pending:
+            future.cancel()
+        raise
+
+
+def _cluster_client(args):
+    """A client for ``bzna build``'s ``--scheduler`` / ``--cluster`` options, and the cluster to close (or None)."""
+    from distributed import Client
+
+    if args.scheduler:
+        return Client(args.scheduler), None
+    if args.cluster == "slurm":
+        from dask_jobqueue import SLURMCluster
+
+        cluster = SLURMCluster(
+            cores=args.cores_per_job,
+            processes=args.cores_per_job,
+            memory=args.memory,
+            walltime=args.walltime,
+            queue=args.queue,
+        )
+        cluster.scale(jobs=args.jobs)
+        return Client(cluster), cluster
+    return _local_client(args.workers)
+
+
+def run(args) -> int:
+    """``bzna build SRC OUT --scheduler ADDRESS | --cluster local|slurm [--shard-size N] [--resume]``."""
+    options: dict[str, Any] = {"max_short_side": args.max_short_side or None, "preset": args.preset}
+    if args.crf is not None:
+        options["crf"] = args.crf
+    if args.x265_params:
+        options["x265_params"] = args.x265_params
+    client, cluster = _cluster_client(args)
+    try:
+        result = build(
+            args.src,
+            args.out,
+            client,
+            shard_size=args.shard_size,
+            work_dir=args.work_dir,
+            resume=args.resume,
+            fail_fast=args.fail_fast,
+            progress=False if args.quiet else None,
+            **options,
+        )
+    except BuildError as exc:
+        print(f"bzna build: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    stored = result.count - len(result.failures)
+    rate = result.count / result.seconds if result.seconds else 0.0
+    print(
+        f"wrote {result.path}: {result.count} samples ({len(result.failures)} missing) from {result.shards} shards "
+        f"({len(result.built)} built, {len(result.reused)} reused), {result.bytes / 1e6:.1f} MB, "
+        f"{result.seconds:.1f} s ({rate:.1f} images/s; merge {result.merge_seconds:.1f} s)"
+    )
+    if result.classes_path:
+        print(f"classes: {result.classes_path}")
+    if result.failures:
+        print(f"{len(result.failures)} image(s) could not be stored, see {result.report_path}")
+    return 0 if stored or not result.count else 1

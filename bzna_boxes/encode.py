@@ -1,0 +1,360 @@
+"""Images to H.265 pictures, the way a ``.bzna`` input sample stores them.
+
+For each image, :func:`encode_image` produces (see the seed document, "Dataset's Input
+Samples Structure"):
+
+* the *image*: the picture resized so that its short side is at most ``max_short_side``
+  (Pillow LANCZOS, aspect kept, never upscaled), put in a frame whose width and height
+  are multiples of 512, the padding on the right and bottom filled by repeating the
+  last column and row (``np.pad(mode="edge")``, the seed's "smear of the borders");
+* the *thumbnail*: that picture scaled so that its longer side is 512, padded the same
+  way to 512x512; absent (``None``) when the picture already fits 512x512, the thumbnail
+  track then refers to the image.
+
+Each frame is one intra picture (an IDR), 8-bit 4:2:0, encoded by libx265 through PyAV.
+
+Colour: RGB is converted to Y'CbCr with FFmpeg's swscale
+(``VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")``), which
+uses the BT.601 matrix in limited ("TV", 16-235 / 16-240) range, chroma averaged over
+2x2 pixels (bilinear). The SPS says so in its VUI (``colormatrix=smpte170m``,
+``range=limited``, with BT.709 primaries and the sRGB transfer, which is what sRGB
+photographs are), so that a decoder that honours the VUI (NVDEC, FFmpeg) and one that
+assumes the usual default for unspecified streams (swscale: BT.601 limited) invert it
+the same way. PyAV's ``frame.to_ndarray(format="rgb24")`` does that inversion. The exact
+inverse, for a decoder of its own, is, with Y, Cb, Cr the 8-bit sample values::
+
+    y = (Y - 16) * 255 / 219;  u = (Cb - 128) * 255 / 224;  v = (Cr - 128) * 255 / 224
+    R = y + 1.402 v;  G = y - 0.344136 u - 0.714136 v;  B = y + 1.772 u
+
+Parameter sets and SEI: libx265 is opened with the global-header flag, so VPS, SPS and
+PPS come in the codec's extradata (Annex B) and go into :attr:`EncodedFrame.hvcc`
+(the ``hvcC`` record of an ``hvc1`` sample entry), never into the payload. x265's
+"info" SEI (a 2.3 KB user-data SEI holding the x265 version and its whole command line,
+which FFmpeg would copy into every ``hvcC``) is turned off (``info=0``). The payload is
+the access unit minus its parameter sets, as FFmpeg's mp4 muxer stores ``hvc1``
+samples: with the default settings, exactly one IDR slice NAL unit; SEI that x265 puts
+in the access unit on request (``hash=1``, ``hrd=1``) stays there, an SEI it puts in the
+extradata (``info=1``) goes to the ``hvcC`` arrays, as with FFmpeg.
+
+Quality (``DEFAULT_CRF`` = 18, preset medium), measured by ``python -m
+bzna_boxes.encode --measure`` on scikit-image's photographs resized to a short side of
+at most 512, decoded with FFmpeg's hevc decoder and converted back to RGB by PyAV
+(``to_ndarray(format="rgb24")``), PSNR against the resized source, inside the clean
+aperture; luma is BT.601 Y' computed from RGB::
+
+    image                 size      bytes   luma dB   RGB dB
+    astronaut.png         512x512   see _QUALITY_TABLE below
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import TYPE_CHECKING, Union
+
+import numpy as np
+
+from . import hevc
+
+if TYPE_CHECKING:  # pragma: no cover
+    import os
+    from typing import BinaryIO
+
+__all__ = [
+    "DEFAULT_CRF",
+    "DEFAULT_PRESET",
+    "FRAME_MULTIPLE",
+    "THUMBNAIL_SIZE",
+    "EncodedFrame",
+    "EncodedSample",
+    "encode_image",
+    "encode_frame",
+    "load_rgb",
+    "pad_to_multiple",
+    "resized_size",
+    "thumbnail_size",
+    "x265_options",
+]
+
+DEFAULT_CRF = 18.0
+DEFAULT_PRESET = "medium"
+FRAME_MULTIPLE = 512
+THUMBNAIL_SIZE = 512
+
+# x265 parameters always given, before the caller's (x265 applies them in order, so
+# the caller's win): quiet, no "info" SEI, parameter sets only in the extradata, and
+# the colour description of what swscale's rgb24 -> yuv420p conversion produces.
+_BASE_X265_PARAMS = (
+    "log-level=error:info=0:repeat-headers=0"
+    ":colorprim=bt709:transfer=iec61966-2-1:colormatrix=smpte170m:range=limited"
+)
+
+
+@dataclass(frozen=True)
+class EncodedFrame:
+    """One H.265 picture in MP4 form, with what its sample entry needs.
+
+    ``payload`` is the MP4 sample: length-prefixed NAL units (4-byte lengths), without
+    parameter sets. ``hvcc`` holds the :func:`bzna_boxes.hevc.hvcc_fields` of its
+    parameter sets. ``frame_width`` x ``frame_height`` is the coded size (multiples of
+    512; 512x512 for thumbnails); ``width`` x ``height`` the picture without padding,
+    at the top left of the frame (the clean aperture).
+    """
+
+    payload: bytes
+    hvcc: dict
+    frame_width: int
+    frame_height: int
+    width: int
+    height: int
+
+    @property
+    def padding_width(self) -> int:
+        return self.frame_width - self.width
+
+    @property
+    def padding_height(self) -> int:
+        return self.frame_height - self.height
+
+    def clap(self) -> dict:
+        """The ``clap`` box fields (seed layout: the offsets are minus the padding, over 2)."""
+        return {
+            "clean_aperture_width_n": self.width,
+            "clean_aperture_width_d": 1,
+            "clean_aperture_height_n": self.height,
+            "clean_aperture_height_d": 1,
+            "horiz_off_n": -self.padding_width,
+            "horiz_off_d": 2,
+            "vert_off_n": -self.padding_height,
+            "vert_off_d": 2,
+        }
+
+    def annexb(self) -> bytes:
+        """The picture as an Annex B stream: the ``hvcc`` NAL units, then the payload's."""
+        return hevc.sample_to_annexb(self.payload, self.hvcc)
+
+
+@dataclass(frozen=True)
+class EncodedSample:
+    """The image frame and, when the image does not fit 512x512, its thumbnail frame."""
+
+    image: EncodedFrame
+    thumbnail: EncodedFrame | None
+
+
+# ---------------------------------------------------------------------------
+# Geometry
+
+
+def _round_half_up(x: Fraction) -> int:
+    return int(x + Fraction(1, 2))
+
+
+def resized_size(width: int, height: int, max_short_side: int | None) -> tuple[int, int]:
+    """The size after resizing so that the short side is at most ``max_short_side``.
+
+    Aspect ratio kept (the long side rounded half up, at least 1), never upscaled;
+    ``None`` keeps the size.
+    """
+    _check_size(width, height)
+    if max_short_side is None:
+        return width, height
+    if max_short_side < 1:
+        raise ValueError(f"max_short_side must be at least 1, not {max_short_side}")
+    short = min(width, height)
+    if short <= max_short_side:
+        return width, height
+    scale = Fraction(max_short_side, short)
+    if width <= height:
+        return max_short_side, max(1, _round_half_up(height * scale))
+    return max(1, _round_half_up(width * scale)), max_short_side
+
+
+def thumbnail_size(width: int, height: int) -> tuple[int, int]:
+    """The thumbnail's size: longer side 512, aspect kept (rounded half up, at least 1).
+
+    Never upscaled: a picture that fits 512x512 keeps its size (and gets no thumbnail
+    frame of its own, see :func:`encode_image`).
+    """
+    _check_size(width, height)
+    longer = max(width, height)
+    if longer <= THUMBNAIL_SIZE:
+        return width, height
+    scale = Fraction(THUMBNAIL_SIZE, longer)
+    if width >= height:
+        return THUMBNAIL_SIZE, max(1, _round_half_up(height * scale))
+    return max(1, _round_half_up(width * scale)), THUMBNAIL_SIZE
+
+
+def pad_to_multiple(rgb: np.ndarray, multiple: int = FRAME_MULTIPLE) -> np.ndarray:
+    """Pad an H x W x C array on the right and bottom to multiples of ``multiple``.
+
+    The padding repeats the last column and row (edge replication). Returns ``rgb``
+    itself when no padding is needed.
+    """
+    height, width = rgb.shape[:2]
+    pad_h = -height % multiple
+    pad_w = -width % multiple
+    if not pad_h and not pad_w:
+        return rgb
+    return np.pad(rgb, ((0, pad_h), (0, pad_w)) + ((0, 0),) * (rgb.ndim - 2), mode="edge")
+
+
+def _check_size(width: int, height: int) -> None:
+    if width < 1 or height < 1:
+        raise ValueError(f"image size must be at least 1x1, not {width}x{height}")
+
+
+def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if size == (rgb.shape[1], rgb.shape[0]):
+        return rgb
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+
+
+# ---------------------------------------------------------------------------
+# Encoding
+
+
+def x265_options(
+    crf: float = DEFAULT_CRF, preset: str = DEFAULT_PRESET, x265_params: str | dict | None = None
+) -> dict[str, str]:
+    """The libx265 codec options :func:`encode_frame` opens the encoder with."""
+    if isinstance(x265_params, dict):
+        x265_params = ":".join(f"{key}={value}" for key, value in x265_params.items())
+    params = _BASE_X265_PARAMS + (":" + x265_params if x265_params else "")
+    return {"crf": f"{crf:g}", "preset": preset, "x265-params": params}
+
+
+def encode_frame(frame_rgb: np.ndarray, width: int, height: int, **options) -> EncodedFrame:
+    """Encode one already padded H x W x 3 uint8 frame as an H.265 intra picture.
+
+    ``width`` and ``height`` give the picture inside the frame (the clean aperture);
+    ``options`` are those of :func:`x265_options`.
+    """
+    import av
+    from av.codec.context import Flags
+
+    frame_height, frame_width = frame_rgb.shape[:2]
+    ctx = av.CodecContext.create("libx265", "w")
+    ctx.width = frame_width
+    ctx.height = frame_height
+    ctx.pix_fmt = "yuv420p"
+    ctx.time_base = Fraction(1, 20)
+    ctx.flags |= Flags.global_header
+    ctx.options = x265_options(**options)
+    ctx.open()
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_rgb), format="rgb24")
+    frame = frame.reformat(format="yuv420p")
+    frame.pts = 0
+    packets = [bytes(p) for p in ctx.encode(frame)] + [bytes(p) for p in ctx.encode(None)]
+    if len(packets) != 1:
+        raise RuntimeError(f"libx265 gave {len(packets)} packets for one picture, expected 1")
+
+    by_type: dict[int, list[bytes]] = {}
+    for nal in hevc.split_annexb(bytes(ctx.extradata)):
+        by_type.setdefault(hevc.nal_unit_type(nal), []).append(nal)
+    fields = hevc.hvcc_fields(
+        by_type.get(hevc.VPS, []),
+        by_type.get(hevc.SPS, []),
+        by_type.get(hevc.PPS, []),
+        by_type.get(hevc.PREFIX_SEI, []) + by_type.get(hevc.SUFFIX_SEI, []),
+    )
+    payload = hevc.to_length_prefixed(
+        nal
+        for nal in hevc.split_annexb(packets[0])
+        if hevc.nal_unit_type(nal) not in hevc.PARAMETER_SET_TYPES
+    )
+    return EncodedFrame(payload, fields, frame_width, frame_height, width, height)
+
+
+def encode_image(
+    rgb: np.ndarray,
+    *,
+    max_short_side: int | None = 512,
+    crf: float = DEFAULT_CRF,
+    preset: str = DEFAULT_PRESET,
+    x265_params: str | dict | None = None,
+) -> EncodedSample:
+    """Encode an H x W x 3 uint8 RGB image as a ``.bzna`` image frame and thumbnail.
+
+    See the module documentation for the geometry and the colour conversion.
+    ``x265_params`` (``"key=value:key=value"`` or a dict) go to libx265 after the
+    library's own (``log-level=error``, ``info=0``, ``repeat-headers=0``, colour
+    description), so they can override them.
+    """
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(
+            f"expected an H x W x 3 uint8 RGB array, got shape {rgb.shape} dtype {rgb.dtype}"
+        )
+    height, width = rgb.shape[:2]
+    width, height = resized_size(width, height, max_short_side)
+    picture = _resize(rgb, (width, height))
+    options = dict(crf=crf, preset=preset, x265_params=x265_params)
+
+    image = encode_frame(pad_to_multiple(picture), width, height, **options)
+    thumbnail = None
+    if width > THUMBNAIL_SIZE or height > THUMBNAIL_SIZE:
+        size = thumbnail_size(width, height)
+        small = pad_to_multiple(_resize(picture, size), THUMBNAIL_SIZE)
+        thumbnail = encode_frame(small, *size, **options)
+    return EncodedSample(image, thumbnail)
+
+
+# ---------------------------------------------------------------------------
+# Reading images
+
+
+def load_rgb(path_or_file: Union[str, "os.PathLike[str]", "BinaryIO"]) -> np.ndarray:
+    """Read any image Pillow opens as an H x W x 3 uint8 RGB array.
+
+    * EXIF orientation is applied (``ImageOps.exif_transpose``);
+    * the first frame of multi-frame files (GIF, TIFF) is taken;
+    * grayscale (1, L, I;16*, I, F) is replicated to three channels; 16-bit values are
+      scaled to 8 bits with rounding (``v * 255 / 65535``), ``I`` is read as 16-bit
+      (values outside 0..65535 clipped), ``F`` as 0..255 (Pillow's convention, clipped);
+    * palette images (P, PA), CMYK, YCbCr and the like go through Pillow's conversion;
+    * transparency (LA, RGBA, PA, P with a transparent colour) is composited over
+      white; 16-bit RGB(A) PNGs come from Pillow already reduced to 8 bits (high byte);
+    * ICC profiles are not applied (as ``Image.convert`` and torchvision do not).
+
+    Raises :class:`ValueError` for data Pillow cannot decode; a missing file raises
+    :class:`FileNotFoundError`.
+    """
+    import struct
+
+    from PIL import Image, ImageOps
+
+    name = getattr(path_or_file, "name", path_or_file)
+    try:
+        with Image.open(path_or_file) as im:
+            im = ImageOps.exif_transpose(im)
+            return _to_rgb(im)
+    except (FileNotFoundError, IsADirectoryError, PermissionError):
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, Image.DecompressionBombError) as e:
+        raise ValueError(f"cannot read image {name!r}: {e}") from e
+
+
+def _to_rgb(im) -> np.ndarray:
+    mode = im.mode
+    if mode == "RGB":
+        return np.asarray(im)
+    if mode.startswith("I;16") or mode == "I":
+        values = np.asarray(im).astype(np.int64)
+        gray = ((np.clip(values, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "F":
+        im = im.convert("L")
+        mode = "L"
+    if mode in ("1", "L"):
+        return np.repeat(np.asarray(im.convert("L"))[:, :, None], 3, axis=2)
+    has_alpha = mode in ("LA", "La", "PA", "RGBA", "RGBa") or "transparency" in im.info
+    if has_alpha:
+        rgba = np.asarray(im.convert("RGBA")).astype(np.uint32)
+        alpha = rgba[:, :, 3:]
+        # round(c * a / 255 + 255 * (1 - a / 255)) in integers
+        return ((rgba[:, :, :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+    return np.asarray(im.convert("RGB"))

@@ -1,0 +1,633 @@
+"""The sample index of an MP4 / .bzna file over one read-only memory map: :func:`open`.
+
+``open(path)`` walks the top-level box headers (an ``mdat`` payload is never read), parses
+the few boxes of ``moov`` (and of each ``moof``) that locate samples, and turns the sample
+tables into two numpy arrays per track: absolute file ``offsets`` (uint64) and ``sizes``
+(uint32). The rules are the general ones of ISO/IEC 14496-12: chunk offsets (``stco`` /
+``co64``, §8.7.5) expanded through the ``stsc`` runs (§8.7.4) and the sample sizes (``stsz``
+per sample or constant, ``stz2``, §8.7.3), then the samples of the movie fragments (``traf`` /
+``tfhd`` / ``trun``, §8.8) after those of ``moov``. All of it is vectorised: no Python loop
+runs over samples.
+
+The arrays are copies, so they never pin the map; the memoryviews that ``track[i]`` hands out
+are slices of it. :meth:`BznaFile.close` releases the map at once when no such view is
+alive, else when the last one is released.
+"""
+
+from __future__ import annotations
+
+import builtins
+import mmap
+import os
+import struct
+import threading
+from typing import Iterator, NamedTuple
+
+import numpy as np
+
+from .boxes.core import parse_box
+from .errors import BoxError
+
+__all__ = ["BznaFile", "Track", "TopBox", "open"]
+
+_HEADER = struct.Struct(">I4s")
+_LARGE = struct.Struct(">Q")
+
+# tfhd / trun flags (ISO/IEC 14496-12 §8.8.7, §8.8.8)
+_BASE_DATA_OFFSET_PRESENT = 0x000001
+_DEFAULT_BASE_IS_MOOF = 0x020000
+_DATA_OFFSET_PRESENT = 0x000001
+_SAMPLE_SIZE_PRESENT = 0x000200
+
+
+class TopBox(NamedTuple):
+    """A top-level box: its type, file offset, total size and header size."""
+
+    type: str
+    offset: int
+    size: int
+    header: int
+
+    @property
+    def end(self) -> int:
+        return self.offset + self.size
+
+
+def _walk(view: memoryview, start: int, end: int, parent: str) -> Iterator[tuple[str, int, int, int, str]]:
+    """Yield ``(type, offset, size, header, path)`` for the boxes filling ``view[start:end]``.
+
+    Only headers are read. Paths follow :mod:`bzna_boxes.boxes.path` (``trak[1]`` is the
+    second ``trak``).
+    """
+    seen: dict[str, int] = {}
+    pos = start
+    prefix = f"{parent}/" if parent else ""
+    while pos < end:
+        left = end - pos
+        if left < 8:
+            raise BoxError(f"{left} bytes after the last box are too few for a box header", offset=pos, path=parent or None)
+        size, raw = _HEADER.unpack_from(view, pos)
+        fourcc = raw.decode("latin-1")
+        index = seen.get(fourcc, 0)
+        seen[fourcc] = index + 1
+        path = f"{prefix}{fourcc}[{index}]" if index else f"{prefix}{fourcc}"
+        header = 8
+        if size == 1:
+            if left < 16:
+                raise BoxError(f"'{fourcc}' box with a 64-bit size needs 16 header bytes, {left} left", offset=pos, path=path)
+            size = _LARGE.unpack_from(view, pos + 8)[0]
+            header = 16
+        elif size == 0:
+            size = left
+        if fourcc == "uuid":
+            header += 16
+        if size < header:
+            raise BoxError(f"'{fourcc}' box size {size} is smaller than its {header}-byte header", offset=pos, path=path)
+        if size > left:
+            raise BoxError(f"'{fourcc}' box size {size} runs past the end of its parent ({left} bytes left)", offset=pos, path=path)
+        yield fourcc, pos, size, header, path
+        pos += size
+
+
+def _parse(view: memoryview, offset: int, size: int, path: str):
+    """Parse one box (and its children) with the box engine; payload tables stay views of ``view``."""
+    return parse_box(view, offset, offset + size, 0, path, path.count("/"))[0]
+
+
+def _hdlr_name(name: str) -> str:
+    """The hdlr name without its trailing NUL (or QuickTime's leading length byte)."""
+    name = name.split("\x00", 1)[0]
+    if len(name) > 1 and ord(name[0]) == len(name) - 1 and ord(name[0]) < 0x20:
+        name = name[1:]
+    return name
+
+
+class _Where:
+    """Where a track's samples come from, to name them in errors: (first sample, box path) runs."""
+
+    __slots__ = ("starts", "paths")
+
+    def __init__(self) -> None:
+        self.starts: list[int] = []
+        self.paths: list[str] = []
+
+    def add(self, first_sample: int, path: str) -> None:
+        self.starts.append(first_sample)
+        self.paths.append(path)
+
+    def path_of(self, sample: int) -> str:
+        k = int(np.searchsorted(np.asarray(self.starts), sample, side="right")) - 1
+        return self.paths[max(k, 0)] if self.paths else ""
+
+
+class Track:
+    """One track's samples: ``offsets`` (uint64, absolute), ``sizes`` (uint32), ``track[i]`` -> memoryview.
+
+    ``track_id`` (tkhd), ``name`` (hdlr name, without its trailing NUL), ``handler`` (``vide``,
+    ``soun``, ``meta``...), ``sample_entry`` (the first ``stsd`` entry, parsed: ``hvc1``, ``mett``...,
+    or None), ``path`` (the ``trak`` box path). ``track[i]`` is a zero-copy view of the file.
+    """
+
+    __slots__ = ("_file", "track_id", "name", "handler", "sample_entry", "offsets", "sizes", "path")
+
+    def __init__(self, file: "BznaFile", track_id: int, name: str, handler: str, sample_entry, offsets: np.ndarray, sizes: np.ndarray, path: str):
+        self._file = file
+        self.track_id = track_id
+        self.name = name
+        self.handler = handler
+        self.sample_entry = sample_entry
+        self.offsets = offsets
+        self.sizes = sizes
+        self.path = path
+
+    def __len__(self) -> int:
+        return len(self.sizes)
+
+    def __getitem__(self, index: int) -> memoryview:
+        """Sample ``index`` as a zero-copy memoryview of the file (negative indices count from the end)."""
+        view = self._file._view
+        if view is None:
+            view = self._file._require_view()
+        start = int(self.offsets[index])
+        return view[start : start + int(self.sizes[index])]
+
+    def __iter__(self) -> Iterator[memoryview]:
+        view = self._file._require_view()
+        for start, size in zip(self.offsets.tolist(), self.sizes.tolist()):
+            yield view[start : start + size]
+
+    def __repr__(self) -> str:
+        return f"<Track {self.track_id} {self.name!r} {self.handler} samples={len(self)} bytes={int(self.sizes.sum(dtype=np.uint64))}>"
+
+
+class _State:
+    """What an open file holds: the map, its view and the index."""
+
+    __slots__ = ("mm", "view", "size", "boxes", "tracks", "moov", "spans")
+
+    def __init__(self, mm, view, size, boxes, tracks, moov, spans):
+        self.spans = spans
+        self.mm = mm
+        self.view = view
+        self.size = size
+        self.boxes = boxes
+        self.tracks = tracks
+        self.moov = moov
+
+
+class BznaFile:
+    """An MP4 / .bzna file indexed over one read-only mmap (see :func:`open`).
+
+    ``tracks`` lists :class:`Track` in file order; ``track(name_or_id)`` finds one. A context
+    manager; :meth:`close` releases the map (at once, or when the last view that
+    ``track[i]`` handed out is released: those views are the caller's). It pickles by path and
+    a copy reopens the file on first use, so it can go to ``DataLoader`` worker processes.
+
+    A sample outside the file or overlapping ``moov`` or a ``moof`` raises :class:`BoxError`
+    naming the track and the sample; ``check_bounds=False`` leaves that to the caller
+    (``bzna verify`` reports them all rather than the first).
+    """
+
+    def __init__(self, path: str | os.PathLike, *, check_bounds: bool = True):
+        self._path = os.fspath(path)
+        self._check_bounds = check_bounds
+        self._lock = threading.Lock()
+        self._state: _State | None = None
+        self._view: memoryview | None = None
+        self._closed = False
+        self._load()
+
+    def __reduce__(self):
+        return _reopen, (self._path,)
+
+    # --- opening and closing -------------------------------------------------------------
+
+    def _load(self) -> _State:
+        state = self._state
+        if state is not None:
+            return state
+        with self._lock:
+            if self._state is not None:
+                return self._state
+            if self._closed:
+                raise ValueError(f"{self._path}: the file is closed")
+            with builtins.open(self._path, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size == 0:
+                    raise BoxError("the file is empty", offset=0)
+                mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
+            view = memoryview(mm)
+            try:
+                boxes, tracks, moov, spans = _index(self, view, size, self._check_bounds)
+            except BaseException:
+                view.release()
+                try:
+                    mm.close()
+                except BufferError:
+                    pass  # the traceback's frames still hold views; the map goes with them
+                raise
+            if moov is not None and hasattr(mm, "madvise"):
+                _drop_pages(mm, moov.offset, moov.size)
+            self._state = _State(mm, view, size, boxes, tracks, moov, spans)
+            self._view = view
+            return self._state
+
+    def _require_view(self) -> memoryview:
+        return self._load().view
+
+    def close(self) -> None:
+        """Release the map; views handed out earlier keep it alive until they are released."""
+        with self._lock:
+            state, self._state = self._state, None
+            self._view = None
+            self._closed = True
+        if state is None:
+            return
+        state.view.release()
+        try:
+            state.mm.close()
+        except BufferError:
+            pass  # a caller still holds a sample view; the map goes when the last one does
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def __enter__(self) -> "BznaFile":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    # --- contents -------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    @property
+    def size(self) -> int:
+        """File size in bytes."""
+        return self._load().size
+
+    @property
+    def tracks(self) -> list[Track]:
+        """The tracks, in file order."""
+        return self._load().tracks
+
+    @property
+    def boxes(self) -> list[TopBox]:
+        """The top-level boxes (type, offset, size, header size), in file order."""
+        return self._load().boxes
+
+    @property
+    def moov(self) -> TopBox | None:
+        """The ``moov`` box, or None."""
+        return self._load().moov
+
+    @property
+    def buffer(self) -> memoryview:
+        """The whole file as a read-only memoryview (zero copy; slices pin the map like ``track[i]``)."""
+        return self._require_view()
+
+    def metadata_spans(self) -> list[tuple[int, int]]:
+        """``(start, end)`` of the boxes no sample may overlap: moov and every moof."""
+        return list(self._load().spans)
+
+    def mdat_spans(self) -> np.ndarray:
+        """``(start, end)`` of every ``mdat`` payload, in file order, as an (N, 2) uint64 array."""
+        spans = [(b.offset + b.header, b.end) for b in self.boxes if b.type == "mdat"]
+        return np.array(spans, dtype=np.uint64).reshape(-1, 2)
+
+    def track(self, name_or_id: str | int) -> Track:
+        """The first track whose hdlr name (str) or track_id (int) matches; ``KeyError`` if none."""
+        for t in self.tracks:
+            if (t.name == name_or_id) if isinstance(name_or_id, str) else (t.track_id == name_or_id):
+                return t
+        names = ", ".join(f"{t.track_id} {t.name!r}" for t in self.tracks) or "none"
+        raise KeyError(f"{self._path}: no track {name_or_id!r} (tracks: {names})")
+
+    def __repr__(self) -> str:
+        if self._state is None:
+            return f"<BznaFile {self._path!r} {'closed' if self._closed else 'not loaded'}>"
+        return f"<BznaFile {self._path!r} size={self._state.size} tracks={[t.name for t in self._state.tracks]}>"
+
+
+def _reopen(path: str) -> BznaFile:
+    """A BznaFile that opens ``path`` on first use (what unpickling gives)."""
+    file = BznaFile.__new__(BznaFile)
+    file._path = path
+    file._check_bounds = True
+    file._lock = threading.Lock()
+    file._state = None
+    file._view = None
+    file._closed = False
+    return file
+
+
+def open(path: str | os.PathLike) -> BznaFile:  # noqa: A001  (bzna_boxes.open, as the design names it)
+    """Open an MP4 / .bzna file and index its samples (see :class:`BznaFile`)."""
+    return BznaFile(path)
+
+
+def _drop_pages(mm: mmap.mmap, offset: int, size: int) -> None:
+    """Tell the kernel the moov pages can leave this process (the tables are copied out)."""
+    page = mmap.PAGESIZE
+    start = offset - offset % page
+    try:
+        mm.madvise(mmap.MADV_DONTNEED, start, offset + size - start)
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+# --- the index ------------------------------------------------------------------------------
+
+
+def _index(file: BznaFile, view: memoryview, size: int, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list]:
+    """Walk the top level, read moov and the moofs, build every track's arrays."""
+    boxes = [TopBox(t, off, sz, hdr) for t, off, sz, hdr, _ in _walk(view, 0, size, "")]
+    moovs = [b for b in boxes if b.type == "moov"]
+    if not moovs:
+        raise BoxError("no moov box: the file has no sample index", offset=0)
+    if len(moovs) > 1:
+        raise BoxError("more than one moov box", offset=moovs[1].offset, path="moov[1]")
+    moov = moovs[0]
+    built: list[tuple[dict, list, list, _Where]] = []  # per track: info, offsets parts, sizes parts, where
+    trex: dict[int, dict] = {}
+    for fourcc, off, sz, hdr, path in _walk(view, moov.offset + moov.header, moov.end, "moov"):
+        if fourcc == "trak":
+            info, offsets, sizes = _trak(view, off + hdr, off + sz, path, size, check_bounds)
+            where = _Where()
+            where.add(0, info["stbl_path"])
+            built.append((info, [offsets], [sizes], where))
+        elif fourcc == "mvex":
+            for f2, o2, s2, h2, p2 in _walk(view, off + hdr, off + sz, path):
+                if f2 == "trex":
+                    box = _parse(view, o2, s2, p2)
+                    trex[box.track_id] = box
+    by_id = {entry[0]["track_id"]: entry for entry in built}
+    moof_spans = []
+    moof_index = 0
+    for box in boxes:
+        if box.type != "moof":
+            continue
+        path = f"moof[{moof_index}]" if moof_index else "moof"
+        moof_index += 1
+        moof_spans.append((box.offset, box.end))
+        for track_id, offsets, sizes, traf_path in _moof(view, box, path, trex, size):
+            entry = by_id.get(track_id)
+            if entry is None:
+                raise BoxError(f"track fragment for track_id {track_id}, which moov does not declare", offset=box.offset, path=traf_path)
+            entry[3].add(sum(len(s) for s in entry[2]), traf_path)
+            entry[1].append(offsets)
+            entry[2].append(sizes)
+    tracks = []
+    for info, offset_parts, size_parts, where in built:
+        offsets = offset_parts[0] if len(offset_parts) == 1 else np.concatenate(offset_parts)
+        sizes = size_parts[0] if len(size_parts) == 1 else np.concatenate(size_parts)
+        if check_bounds:
+            _check_bounds(info, where, offsets, sizes, size, moov, moof_spans)
+        tracks.append(Track(file, info["track_id"], info["name"], info["handler"], info["sample_entry"], offsets, sizes, info["path"]))
+    return boxes, tracks, moov, [(moov.offset, moov.end), *moof_spans]
+
+
+def _label(info: dict) -> str:
+    return f"track {info['track_id']} {info['name']!r}"
+
+
+def _trak(view: memoryview, start: int, end: int, path: str, file_size: int, check_bounds: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
+    """Read one trak: ids, names, sample entry, and its moov samples' offsets and sizes."""
+    info = {"path": path, "track_id": None, "name": "", "handler": "", "sample_entry": None, "stbl_path": path}
+    stbl = None
+    for fourcc, off, sz, hdr, p in _walk(view, start, end, path):
+        if fourcc == "tkhd":
+            info["track_id"] = _parse(view, off, sz, p).track_id
+        elif fourcc == "mdia":
+            for f2, o2, s2, h2, p2 in _walk(view, off + hdr, off + sz, p):
+                if f2 == "hdlr":
+                    hdlr = _parse(view, o2, s2, p2)
+                    info["handler"] = hdlr.handler_type
+                    info["name"] = _hdlr_name(hdlr.name)
+                elif f2 == "minf":
+                    for f3, o3, s3, h3, p3 in _walk(view, o2 + h2, o2 + s2, p2):
+                        if f3 == "stbl":
+                            stbl = (o3, s3, h3, p3)
+    if info["track_id"] is None:
+        raise BoxError("trak has no tkhd", offset=start, path=path)
+    if stbl is None:
+        raise BoxError(f"{_label(info)} has no mdia/minf/stbl", offset=start, path=path)
+    o3, s3, h3, p3 = stbl
+    info["stbl_path"] = p3
+    tables: dict[str, tuple] = {}
+    for fourcc, off, sz, hdr, p in _walk(view, o3 + h3, o3 + s3, p3):
+        if fourcc in ("stsd", "stsz", "stz2", "stco", "co64", "stsc") and fourcc not in tables:
+            tables[fourcc] = (off, sz, p)
+    if "stsd" in tables:
+        off, sz, p = tables["stsd"]
+        # Parsed from a copy, so that the entry (kept for the file's life) does not pin the map.
+        stsd = parse_box(memoryview(bytes(view[off : off + sz])), 0, sz, off, p, p.count("/"))[0]
+        info["sample_entry"] = stsd.children[0] if stsd.children else None
+    offsets, sizes = _sample_table(view, info, tables, file_size, check_bounds)
+    return info, offsets, sizes
+
+
+def _sample_table(view: memoryview, info: dict, tables: dict, file_size: int, check_bounds: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The moov samples of one track: chunk offsets through the stsc runs, plus the sizes."""
+    label = _label(info)
+    stbl = info["stbl_path"]
+    size_key = "stsz" if "stsz" in tables else "stz2" if "stz2" in tables else None
+    chunk_key = "stco" if "stco" in tables else "co64" if "co64" in tables else None
+    if size_key is None:
+        raise BoxError(f"{label} has neither stsz nor stz2", path=stbl)
+    if chunk_key is None:
+        raise BoxError(f"{label} has neither stco nor co64", path=stbl)
+    if "stsc" not in tables:
+        raise BoxError(f"{label} has no stsc", path=stbl)
+    size_box = _parse(view, *tables[size_key][:2], tables[size_key][2])
+    chunk_box = _parse(view, *tables[chunk_key][:2], tables[chunk_key][2])
+    stsc_box = _parse(view, *tables["stsc"][:2], tables["stsc"][2])
+    size_path, chunk_path, stsc_path = tables[size_key][2], tables[chunk_key][2], tables["stsc"][2]
+
+    if size_key == "stsz" and size_box.sample_size:
+        count = int(size_box.sample_count)
+        if count * int(size_box.sample_size) > file_size:
+            raise BoxError(
+                f"{label}: {count} samples of {size_box.sample_size} bytes are more than the file holds ({file_size} bytes)",
+                offset=size_box._offset, path=size_path,
+            )
+        sizes = np.full(count, size_box.sample_size, dtype=np.uint32)
+    else:
+        sizes = size_box.entry_sizes.astype(np.uint32)
+    chunks = chunk_box.chunk_offsets
+    runs = stsc_box.entries
+    n_chunks = len(chunks)
+    n_samples = len(sizes)
+
+    if len(runs) == 0:
+        if n_chunks or n_samples:
+            raise BoxError(f"{label}: stsc is empty but there are {n_chunks} chunks and {n_samples} samples (sample 0 has no chunk)", offset=stsc_box._offset, path=stsc_path)
+        return np.zeros(0, np.uint64), sizes
+    first = runs["first_chunk"].astype(np.int64)
+    per_chunk = runs["samples_per_chunk"].astype(np.int64)
+    # chunks in each run (the last run goes to the last chunk); the samples before each run
+    ends = np.append(first, n_chunks + 1)
+    chunks_in_run = np.diff(ends)
+    counted = np.maximum(np.diff(np.minimum(ends, n_chunks + 1)), 0)  # chunks that exist, for messages
+    samples_before = np.concatenate(([0], np.cumsum(counted * per_chunk)))
+    if first[0] != 1:
+        raise BoxError(f"{label}: stsc entry 0 starts at chunk {first[0]}, not 1 (sample 0 has no chunk)", offset=stsc_box._offset, path=stsc_path)
+    past = np.flatnonzero(first > n_chunks)
+    if len(past):
+        k = int(past[0])
+        raise BoxError(
+            f"{label}: stsc entry {k} (from sample {int(samples_before[k])}) points to chunk {first[k]}, past the last chunk ({n_chunks} chunks in {chunk_key})",
+            offset=stsc_box._offset, path=stsc_path,
+        )
+    unordered = np.flatnonzero(chunks_in_run[:-1] <= 0)
+    if len(unordered):
+        k = int(unordered[0]) + 1
+        raise BoxError(
+            f"{label}: stsc entry {k} (from sample {int(samples_before[k])}) starts at chunk {first[k]}, not after entry {k - 1}'s chunk {first[k - 1]}",
+            offset=stsc_box._offset, path=stsc_path,
+        )
+    in_chunks = int(samples_before[-1])
+    if in_chunks > n_samples:
+        raise BoxError(
+            f"{label}: the size table is shorter than the chunk table: {size_key} has {n_samples} sizes, the chunks hold {in_chunks} samples (sample {n_samples} has no size)",
+            offset=size_box._offset, path=size_path,
+        )
+    if in_chunks < n_samples:
+        raise BoxError(
+            f"{label}: the chunk table is shorter than the size table: the chunks hold {in_chunks} samples, {size_key} has {n_samples} (sample {in_chunks} has no chunk)",
+            offset=chunk_box._offset, path=chunk_path,
+        )
+    chunks = chunks.astype(np.uint64)
+    if check_bounds and n_chunks and int(chunks.max()) > file_size:
+        c = int(np.flatnonzero(chunks > np.uint64(file_size))[0])
+        sample = int(np.repeat(per_chunk, chunks_in_run)[:c].sum())
+        raise BoxError(
+            f"{label}: sample {sample} (chunk {c}) at offset {int(chunks[c])} lies outside the file ({file_size} bytes)",
+            offset=int(chunks[c]), path=chunk_path,
+        )
+    if n_chunks == n_samples and len(runs) == 1 and per_chunk[0] == 1:
+        return chunks, sizes  # one sample per chunk: the seed's layout
+    spc = np.repeat(per_chunk, chunks_in_run)
+    before = np.zeros(n_samples + 1, np.int64)
+    np.cumsum(sizes, out=before[1:])
+    first_of_chunk = np.cumsum(spc) - spc
+    delta = chunks.astype(np.int64) - before[first_of_chunk]
+    return (before[:-1] + np.repeat(delta, spc)).astype(np.uint64), sizes
+
+
+def _moof(view: memoryview, moof: TopBox, path: str, trex: dict, file_size: int):
+    """Yield ``(track_id, offsets, sizes, traf_path)`` for each track fragment of a moof."""
+    previous_end = moof.offset  # the base of a traf without one: end of the previous traf's data
+    for fourcc, off, sz, hdr, p in _walk(view, moof.offset + moof.header, moof.end, path):
+        if fourcc != "traf":
+            continue
+        tfhd = None
+        truns = []
+        for f2, o2, s2, h2, p2 in _walk(view, off + hdr, off + sz, p):
+            if f2 == "tfhd" and tfhd is None:
+                tfhd = _parse(view, o2, s2, p2)
+            elif f2 == "trun":
+                truns.append(_parse(view, o2, s2, p2))
+        if tfhd is None:
+            raise BoxError("traf has no tfhd", offset=off, path=p)
+        defaults = trex.get(tfhd.track_id)
+        if tfhd.flags & _BASE_DATA_OFFSET_PRESENT:
+            base = int(tfhd.base_data_offset)
+        elif tfhd.flags & _DEFAULT_BASE_IS_MOOF:
+            base = moof.offset
+        else:
+            base = previous_end
+        default_size = tfhd.default_sample_size
+        if default_size is None:
+            default_size = defaults.default_sample_size if defaults is not None else 0
+        offsets_parts, sizes_parts = [], []
+        position = base
+        for trun in truns:
+            count = int(trun.sample_count)
+            if trun.flags & _SAMPLE_SIZE_PRESENT:
+                sizes = trun.samples["sample_size"].astype(np.uint32)
+            else:
+                if count > file_size or count * int(default_size) > file_size:
+                    raise BoxError(
+                        f"trun of track_id {tfhd.track_id}: {count} samples of {default_size} bytes are more than the file holds",
+                        offset=trun._offset, path=p,
+                    )
+                sizes = np.full(count, default_size, np.uint32)
+            if trun.flags & _DATA_OFFSET_PRESENT:
+                position = base + int(trun.data_offset)
+            starts = np.zeros(count + 1, np.int64)
+            np.cumsum(sizes, out=starts[1:])
+            if position < 0:
+                raise BoxError(f"trun of track_id {tfhd.track_id}: data offset {position} is before the start of the file", offset=trun._offset, path=p)
+            offsets_parts.append((starts[:-1] + position).astype(np.uint64))
+            sizes_parts.append(sizes)
+            position += int(starts[-1])
+        previous_end = position
+        if offsets_parts:
+            yield tfhd.track_id, np.concatenate(offsets_parts), np.concatenate(sizes_parts), p
+
+
+def _check_bounds(info: dict, where: _Where, offsets: np.ndarray, sizes: np.ndarray, file_size: int, moov: TopBox, moof_spans: list) -> None:
+    """Every sample inside the file and off the metadata boxes, else BoxError naming it."""
+    if not len(offsets):
+        return
+    problem = sample_problems(offsets, sizes, file_size, [(moov.offset, moov.end), *moof_spans], limit=1)
+    if problem:
+        index, reason = problem[0]
+        raise BoxError(f"{_label(info)}: sample {index} {reason}", offset=int(offsets[index]), path=where.path_of(index))
+
+
+def _max_end(offsets: np.ndarray, sizes: np.ndarray, block: int = 1 << 16) -> int:
+    """max(offsets + sizes), a block at a time (faster than one big temporary)."""
+    buf = np.empty(min(block, len(offsets)), np.uint64)
+    highest = 0
+    for start in range(0, len(offsets), block):
+        part = buf[: min(block, len(offsets) - start)]
+        np.add(offsets[start : start + block], sizes[start : start + block], out=part)
+        highest = max(highest, int(part.max()))
+    return highest
+
+
+def sample_problems(offsets: np.ndarray, sizes: np.ndarray, file_size: int, forbidden: list[tuple[int, int]], limit: int | None = None) -> list[tuple[int, str]]:
+    """``(sample index, reason)`` for samples outside the file or overlapping a ``forbidden`` span.
+
+    ``forbidden`` holds ``(start, end)`` byte spans that no sample may touch (moov, moofs).
+    Vectorised; returns at most ``limit`` problems (all when None), lowest index first.
+    """
+    if not len(offsets):
+        return []
+    lowest, last_start, highest = int(offsets.min()), int(offsets.max()), _max_end(offsets, sizes)
+    spans = sorted((int(a), int(b)) for a, b in forbidden)
+    if last_start <= file_size and highest <= file_size and all(b <= lowest or a >= highest for a, b in spans):
+        return []  # the usual case: every sample inside the file, none near a metadata box
+    ends = offsets + sizes
+    size = np.uint64(file_size)
+    outside = (offsets > size) | (ends > size)
+    bad = outside.copy()
+    if spans:
+        starts = np.array([a for a, _ in spans], np.uint64)
+        stops = np.array([b for _, b in spans], np.uint64)
+        k = np.searchsorted(starts, ends, side="left") - 1  # the last span starting before each sample's end
+        bad |= (k >= 0) & (sizes > 0) & (stops[np.maximum(k, 0)] > offsets) & ~outside
+    found = np.flatnonzero(bad)
+    if limit is not None:
+        found = found[:limit]
+    out = []
+    for i in found.tolist():
+        start, length = int(offsets[i]), int(sizes[i])
+        if outside[i]:
+            out.append((i, f"at offset {start} (size {length}) lies outside the file ({file_size} bytes)"))
+        else:
+            a, b = next((a, b) for a, b in reversed(spans) if a < start + length)
+            out.append((i, f"at offset {start} (size {length}) overlaps the metadata box at bytes {a}..{b}"))
+    return out

@@ -1,0 +1,370 @@
+"""``bzna verify`` (check a .bzna dataset) and ``bzna extract`` (write one sample or picture out).
+
+:func:`verify` checks, and reports every problem rather than the first:
+
+* every sample of every track lies inside the file, inside an ``mdat``, and off ``moov`` and
+  the ``moof`` boxes (vectorised over the sample tables);
+* the layout: a ``bzna_input`` track, ``bzna_target`` and ``bzna_fname`` as long as it, the
+  video track (when present) as long too, each video sample inside its input sample;
+* targets: 8 bytes each (or 0: none), at least -1, below ``num_classes`` when given;
+  filenames: valid UTF-8;
+* every inner sample (unless ``inner=False``): it parses, it has the four tracks
+  ``bzna_input``, ``bzna_thumb``, ``bzna_target``, ``bzna_fname`` with their samples inside
+  it, both pictures read as H.265 (``hvc1``/``hev1`` with ``hvcC``), and its target and
+  filename equal the outer ones.
+
+Payloads are read only for these checks: targets and filenames, and each inner MP4's boxes
+(not its pictures).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from . import layout
+from .errors import BoxError
+
+__all__ = ["Problem", "Report", "verify", "run", "run_extract", "extract"]
+
+_KEEP = 1000
+"""Problems of each kind kept with their message (the rest are only counted)."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong: its kind, a message naming the track and sample, and where."""
+
+    kind: str
+    message: str
+    offset: int | None = None
+    path: str | None = None
+
+    def __str__(self) -> str:
+        where = f" ({self.path or 'file'} at offset {self.offset})" if self.offset is not None else ""
+        return f"[{self.kind}] {self.message}{where}"
+
+
+@dataclass
+class Report:
+    """What :func:`verify` found: a summary (lines of text) and the problems."""
+
+    path: str
+    summary: list[str] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    counts: Counter = field(default_factory=Counter)
+
+    @property
+    def ok(self) -> bool:
+        return not self.counts
+
+    def add(self, kind: str, message: str, offset: int | None = None, path: str | None = None) -> None:
+        self.counts[kind] += 1
+        if self.counts[kind] <= _KEEP:
+            self.problems.append(Problem(kind, message, offset, path))
+
+    def add_error(self, kind: str, error: BoxError, prefix: str = "") -> None:
+        self.add(kind, f"{prefix}{error.reason}", error.offset, error.path)
+
+    def format(self, max_problems: int = 20) -> str:
+        """The summary, then the first ``max_problems`` problems and the counts by kind."""
+        lines = [f"{self.path}:", *(f"  {line}" for line in self.summary)]
+        total = sum(self.counts.values())
+        if not total:
+            lines.append("OK: no problems found")
+            return "\n".join(lines)
+        lines.append(f"{total} problem{'s' if total != 1 else ''}:")
+        shown = self.problems[:max_problems]
+        lines.extend(f"  {problem}" for problem in shown)
+        if total > len(shown):
+            lines.append(f"  ... and {total - len(shown)} more")
+        lines.append("by kind: " + ", ".join(f"{kind} {count}" for kind, count in sorted(self.counts.items())))
+        return "\n".join(lines)
+
+
+def _label(track) -> str:
+    return f"track {track.track_id} {track.name!r}"
+
+
+def verify(path: str | os.PathLike, *, num_classes: int | None = None, inner: bool = True, progress: Callable | None = None) -> Report:
+    """Check the .bzna file at ``path`` (see the module documentation); never raises BoxError.
+
+    ``progress(iterable, total)`` wraps the loop over inner samples (e.g. a tqdm factory).
+    """
+    from .index import BznaFile, sample_problems
+
+    report = Report(os.fspath(path))
+    try:
+        file = BznaFile(path, check_bounds=False)
+    except BoxError as exc:
+        report.add_error("structure", exc)
+        return report
+    try:
+        _check(file, report, num_classes, inner, progress or (lambda it, total: it), sample_problems)
+    finally:
+        file.close()
+    return report
+
+
+def _check(file, report: Report, num_classes: int | None, inner: bool, progress: Callable, sample_problems) -> None:
+    size = file.size
+    report.summary.append(f"{size:,} bytes, {len(file.tracks)} tracks, top level: {' '.join(b.type for b in file.boxes)}")
+    spans = file.metadata_spans()
+    mdats = file.mdat_spans()
+    for track in file.tracks:
+        missing = int(np.count_nonzero(track.sizes == 0))
+        report.summary.append(
+            f"{_label(track)} {track.handler}: {len(track):,} samples, {int(track.sizes.sum(dtype=np.uint64)):,} bytes"
+            + (f", {missing:,} empty" if missing else "")
+        )
+        for index, reason in sample_problems(track.offsets, track.sizes, size, spans):
+            report.add("bounds", f"{_label(track)}: sample {index} {reason}", int(track.offsets[index]), track.path)
+        for index in _outside_mdats(track.offsets, track.sizes, mdats, size).tolist():
+            report.add(
+                "bounds",
+                f"{_label(track)}: sample {index} at offset {int(track.offsets[index])} (size {int(track.sizes[index])}) is not inside an mdat",
+                int(track.offsets[index]),
+                track.path,
+            )
+    tracks = {t.name: t for t in reversed(file.tracks)}  # the first of each name
+    inputs = tracks.get(layout.INPUT_TRACK)
+    if inputs is None:
+        report.add("layout", f"no {layout.INPUT_TRACK!r} track: not a .bzna dataset")
+        return
+    count = len(inputs)
+    for name in (layout.TARGET_TRACK, layout.FILENAME_TRACK, layout.VIDEO_TRACK):
+        track = tracks.get(name)
+        if track is None:
+            if name != layout.VIDEO_TRACK:
+                report.add("layout", f"no {name!r} track")
+        elif len(track) != count:
+            report.add("layout", f"{_label(track)} has {len(track):,} samples, {layout.INPUT_TRACK!r} has {count:,}", path=track.path)
+    video = tracks.get(layout.VIDEO_TRACK)
+    if video is not None and len(video) == count:
+        _check_video(report, inputs, video)
+    targets = _check_targets(report, file, tracks.get(layout.TARGET_TRACK), count, num_classes)
+    names = _check_filenames(report, file, tracks.get(layout.FILENAME_TRACK), count)
+    if inner:
+        _check_inner(report, file, inputs, targets, names, progress)
+
+
+def _outside_mdats(offsets: np.ndarray, sizes: np.ndarray, mdats: np.ndarray, file_size: int) -> np.ndarray:
+    """Indices of non-empty samples inside the file but not inside one mdat payload."""
+    nonempty = sizes > 0
+    ends = offsets + sizes
+    inside_file = (offsets <= np.uint64(file_size)) & (ends <= np.uint64(file_size))
+    if not len(mdats):
+        return np.flatnonzero(nonempty & inside_file)
+    k = np.searchsorted(mdats[:, 0], offsets, side="right") - 1
+    kk = np.maximum(k, 0)
+    inside = (k >= 0) & (ends <= mdats[kk, 1])
+    return np.flatnonzero(nonempty & inside_file & ~inside)
+
+
+def _check_video(report: Report, inputs, video) -> None:
+    """Each video sample (a thumbnail) lies inside the input sample of the same index."""
+    present = (inputs.sizes > 0) & (video.sizes > 0)
+    inside = (video.offsets >= inputs.offsets) & (video.offsets + video.sizes <= inputs.offsets + inputs.sizes)
+    for index in np.flatnonzero(present & ~inside).tolist():
+        report.add(
+            "layout",
+            f"{_label(video)}: sample {index} at offset {int(video.offsets[index])} (size {int(video.sizes[index])}) is not inside input sample {index}",
+            int(video.offsets[index]),
+            video.path,
+        )
+
+
+def _check_targets(report: Report, file, track, count: int, num_classes: int | None) -> np.ndarray | None:
+    if track is None:
+        return None
+    itemsize = layout.TARGET_DTYPE.itemsize
+    n = min(count, len(track))
+    sizes = track.sizes[:n]
+    wrong = np.flatnonzero((sizes != itemsize) & (sizes != 0))
+    for index in wrong.tolist():
+        report.add("target", f"{_label(track)}: sample {index} has {int(sizes[index])} bytes, a target has {itemsize} (or 0: none)", int(track.offsets[index]), track.path)
+    if len(wrong) or report.counts["bounds"]:
+        return None  # the values cannot be read safely
+    from .dataset import _read_targets
+
+    targets = _read_targets(file, count)
+    low = np.flatnonzero(targets < layout.NO_TARGET)
+    high = np.flatnonzero(targets >= num_classes) if num_classes is not None else np.zeros(0, np.int64)
+    for index in np.union1d(low, high).tolist():
+        bound = f"[0, {num_classes})" if num_classes is not None else "[0, 2**63)"
+        report.add("target", f"{_label(track)}: sample {index} has target {int(targets[index])}, outside {bound} and not -1", int(track.offsets[index]), track.path)
+    labelled = targets[targets >= 0]
+    none = count - len(labelled)
+    if len(labelled):
+        report.summary.append(
+            f"targets: {len(labelled):,} in [{int(labelled.min())}, {int(labelled.max())}] ({len(np.unique(labelled)):,} classes)"
+            + (f", {none:,} without one (-1)" if none else "")
+        )
+    else:
+        report.summary.append(f"targets: none ({none:,} samples without one)")
+    return targets
+
+
+def _check_filenames(report: Report, file, track, count: int) -> tuple[list, list] | None:
+    """Every filename decodes as UTF-8; returns the track's samples as a (offsets, sizes) pair of lists."""
+    if track is None or report.counts["bounds"]:
+        return None
+    mm = file._load().mm
+    n = min(count, len(track))
+    offsets, sizes = track.offsets[:n].tolist(), track.sizes[:n].tolist()
+    for index, (start, size) in enumerate(zip(offsets, sizes)):
+        try:
+            mm[start : start + size].decode("utf-8")
+        except UnicodeDecodeError as exc:
+            report.add("filename", f"{_label(track)}: sample {index} is not UTF-8 ({exc.reason} at byte {exc.start})", start, track.path)
+    return offsets, sizes
+
+
+def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names: tuple[list, list] | None, progress: Callable) -> None:
+    """Parse every inner sample: its four tracks, both pictures, target and filename."""
+    from .dataset import inner_image, inner_tracks
+
+    view = file.buffer
+    mm = file._load().mm
+    checked = 0
+    if report.counts["bounds"]:
+        report.summary.append("inner samples: not checked (samples lie outside the file)")
+        return
+    offsets, sizes = inputs.offsets.tolist(), inputs.sizes.tolist()
+    for index in progress(range(len(offsets)), len(offsets)):
+        size = sizes[index]
+        if not size:
+            continue
+        start = offsets[index]
+        name = f"{layout.INPUT_TRACK}[{index}]"
+        prefix = f"{_label(inputs)}: sample {index}: "
+        try:
+            found = inner_tracks(view, start, start + size, name)
+            for track in (layout.INPUT_TRACK, layout.THUMB_TRACK):
+                if track in found:
+                    inner_image(view, start, start + size, track, name)
+        except BoxError as exc:
+            report.add_error("inner", exc, prefix)
+            continue
+        checked += 1
+        absent = [t for t in layout.INNER_TRACKS if t not in found]
+        if absent:
+            report.add("inner", f"{prefix}the inner sample lacks track{'s' if len(absent) > 1 else ''} {', '.join(map(repr, absent))}", start, name)
+        if layout.TARGET_TRACK in found:
+            at, length = found[layout.TARGET_TRACK]
+            if length != layout.TARGET_DTYPE.itemsize:
+                report.add("inner", f"{prefix}its inner target has {length} bytes, not {layout.TARGET_DTYPE.itemsize}", at, name)
+            elif targets is not None and index < len(targets):
+                value = int.from_bytes(mm[at : at + length], "little", signed=True)
+                if value != targets[index]:
+                    report.add("inner", f"{prefix}its inner target {value} differs from the outer target {int(targets[index])}", at, name)
+        if layout.FILENAME_TRACK in found and names is not None and index < len(names[0]):
+            at, length = found[layout.FILENAME_TRACK]
+            outer_at = names[0][index]
+            outer_name = mm[outer_at : outer_at + names[1][index]]
+            if mm[at : at + length] != outer_name:
+                report.add("inner", f"{prefix}its inner filename {mm[at : at + length]!r} differs from the outer {outer_name!r}", at, name)
+    missing = len(offsets) - int(np.count_nonzero(inputs.sizes))
+    report.summary.append(f"inner samples: {checked:,} parsed" + (f", {missing:,} missing (size 0)" if missing else ""))
+
+
+def _progress_factory(quiet: bool, asked: bool) -> Callable:
+    """A tqdm wrapper on stderr when it is a terminal (or when asked), for 1,000 samples or more."""
+    if quiet or not (asked or sys.stderr.isatty()):
+        return lambda iterable, total: iterable
+
+    def wrap(iterable, total):
+        if total < 1000 and not asked:
+            return iterable
+        from tqdm import tqdm
+
+        return tqdm(iterable, total=total, unit="sample", desc="inner samples", file=sys.stderr, mininterval=0.5)
+
+    return wrap
+
+
+def run(args) -> int:
+    """``bzna verify FILE``: print the summary and the problems; 1 when there are any."""
+    if not os.path.exists(args.file):
+        raise FileNotFoundError(f"{args.file}: no such file")
+    progress = _progress_factory(getattr(args, "quiet", False), getattr(args, "progress", False))
+    report = verify(args.file, num_classes=args.num_classes, inner=not args.no_inner, progress=progress)
+    print(report.format(args.max_problems))
+    return 0 if report.ok else 1
+
+
+# --- extract --------------------------------------------------------------------------------
+
+
+def extract(path: str | os.PathLike, index: int, track: str | None = None) -> bytes:
+    """The bytes ``bzna extract`` writes: an outer sample, or an inner picture as Annex B.
+
+    ``track`` None: the ``bzna_input`` sample (the inner MP4). ``bzna_input`` or ``bzna_thumb``:
+    that inner picture as an Annex B H.265 stream (hvcC parameter sets, then its NAL units,
+    each after a 4-byte start code). Any other name, or a track_id: that outer track's sample.
+    """
+    from .dataset import MissingSampleError, inner_image
+    from .index import BznaFile
+
+    with BznaFile(path) as file:
+        if track in (layout.INPUT_TRACK, layout.THUMB_TRACK):
+            outer = file.track(layout.INPUT_TRACK)
+            index = _check_index(index, outer)
+            start, size = int(outer.offsets[index]), int(outer.sizes[index])
+            if not size:
+                raise MissingSampleError(f"sample {index} is missing (its {layout.INPUT_TRACK} sample is empty): it has no image")
+            from .decode.annexb import to_annexb
+
+            image = inner_image(file.buffer, start, start + size, track, f"{layout.INPUT_TRACK}[{index}]")
+            data = bytes(to_annexb(image))
+            del image
+            return data
+        key: str | int = layout.INPUT_TRACK if track is None else int(track) if track.isdigit() else track
+        outer = file.track(key)
+        index = _check_index(index, outer)
+        start = int(outer.offsets[index])
+        return bytes(file.buffer[start : start + int(outer.sizes[index])])
+
+
+def _check_index(index: int, track) -> int:
+    if not -len(track) <= index < len(track):
+        raise IndexError(f"sample index {index} out of range: {_label(track)} has {len(track):,} samples")
+    return index % len(track)
+
+
+def _write_atomically(path: str, data: bytes) -> None:
+    """Write ``data`` under a temporary name beside ``path``, then rename it into place."""
+    directory, name = os.path.split(os.path.abspath(path))
+    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        try:
+            os.unlink(temp)
+        except OSError:
+            pass
+        raise
+
+
+def run_extract(args) -> int:
+    """``bzna extract FILE INDEX [--track NAME] -o OUT``."""
+    from .dataset import MissingSampleError
+
+    try:
+        data = extract(args.file, args.index, args.track)
+    except (KeyError, IndexError, MissingSampleError) as exc:
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        print(f"bzna extract: {message}", file=sys.stderr)
+        return 1
+    _write_atomically(args.output, data)
+    what = "Annex B stream" if args.track in (layout.INPUT_TRACK, layout.THUMB_TRACK) else "sample"
+    print(f"wrote {len(data):,} bytes ({what}) to {args.output}")
+    return 0

@@ -1,0 +1,272 @@
+"""bzna build: sources, image modes, bad images, worker pools, interruption, the command."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from writer_support import IMAGES, REPO, crop_to_clap, decode, gradient, hvcc_of, inner_tracks, sample_bytes, tables
+
+from bzna_boxes import layout
+from bzna_boxes.build import BuildError, Source, build, list_sources, sidecar_paths
+from bzna_boxes.cli import main
+
+PIL = pytest.importorskip("PIL", reason="building reads images with Pillow")
+from PIL import Image  # noqa: E402
+
+FAST = {"preset": "ultrafast"}
+
+
+def save(path, image: Image.Image, **params) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image.save(path, **params)
+
+
+@pytest.fixture
+def modes_tree(tmp_path):
+    """An ImageFolder tree of every awkward kind of image, with files the listing must skip."""
+    root = tmp_path / "src"
+    rgb = gradient(70, 50)
+    save(root / "a" / "gray.png", Image.fromarray(rgb[:, :, 0]))
+    save(root / "a" / "cmyk.jpg", Image.fromarray(rgb).convert("CMYK"), quality=90)
+    palette = Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+    save(root / "a" / "palette.png", palette, transparency=0)
+    save(root / "a" / "rgba.png", Image.fromarray(np.dstack([rgb, rgb[:, :, :1]])))
+    save(root / "a" / "deep16.png", Image.fromarray((rgb[:, :, 1].astype(np.uint16) * 257)))
+    rotated = Image.fromarray(gradient(80, 30))
+    exif = rotated.getexif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    save(root / "a" / "nested" / "deeper" / "exif.jpg", rotated, exif=exif.tobytes())
+    save(root / "a" / "bilevel.bmp", Image.fromarray(rgb[:, :, 0] > 100))
+    save(root / "a" / "UPPER.JPG", Image.fromarray(rgb))
+    save(root / "a" / ".hidden.jpg", Image.fromarray(rgb))
+    (root / "a" / "notes.txt").write_text("not an image")
+    save(root / "b" / "plain.jpg", Image.fromarray(gradient(40, 60, seed=1)))
+    save(root / ".git" / "x.jpg", Image.fromarray(rgb))
+    return root
+
+
+def test_image_folder_listing(modes_tree):
+    listing = list_sources(modes_tree)
+    assert listing.classes == ["a", "b"]
+    names = [s.filename for s in listing.sources]
+    assert names == [
+        "a/UPPER.JPG",
+        "a/bilevel.bmp",
+        "a/cmyk.jpg",
+        "a/deep16.png",
+        "a/gray.png",
+        "a/palette.png",
+        "a/rgba.png",
+        "a/nested/deeper/exif.jpg",
+        "b/plain.jpg",
+    ]
+    assert [s.target for s in listing.sources] == [0] * 8 + [1]
+    assert all(os.path.isfile(s.path) for s in listing.sources)
+
+
+def test_list_file(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    listing_path = tmp_path / "imgs" / "list.csv"
+    listing_path.write_text("# path,target\n\na.jpg,3\n  sub/b,c.png , -1 \n/abs/c.jpg,0\n", encoding="utf-8")
+    listing = list_sources(listing_path)
+    assert listing.classes is None
+    assert listing.sources == [
+        Source(str(tmp_path / "imgs" / "a.jpg"), 3, "a.jpg"),
+        Source(str(tmp_path / "imgs" / "sub/b,c.png"), -1, "sub/b,c.png"),
+        Source("/abs/c.jpg", 0, "/abs/c.jpg"),
+    ]
+    listing_path.write_text("a.jpg,3\nb.jpg\n")
+    with pytest.raises(BuildError, match="line 2"):
+        list_sources(listing_path)
+    with pytest.raises(FileNotFoundError):
+        list_sources(tmp_path / "absent")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BuildError, match="no class"):
+        list_sources(empty)
+
+
+def test_every_mode_pillow_opens_builds(modes_tree, tmp_path):
+    out = tmp_path / "modes.bzna"
+    result = build(modes_tree, out, workers=1, progress=False, **FAST)
+    assert result.failures == [] and result.count == 9
+    listing = list_sources(modes_tree)
+    for data, source in zip(sample_bytes(out), listing.sources):
+        with Image.open(source.path) as im:
+            from PIL import ImageOps
+
+            width, height = ImageOps.exif_transpose(im).size
+        entry = inner_tracks(data)["bzna_input"]["entry"]
+        picture = crop_to_clap(decode(inner_tracks(data)["bzna_input"]["payload"], hvcc_of(entry)), entry)
+        assert picture.shape == (height, width, 3), source.filename
+    exif = inner_tracks(sample_bytes(out)[7])["bzna_input"]["tkhd"]
+    assert (exif.width, exif.height) == (30, 80)  # the EXIF rotation is applied
+    classes, report = sidecar_paths(out)
+    assert open(classes, encoding="utf-8").read() == "a\nb\n"
+    assert open(report, encoding="utf-8").read() == "index\tfilename\treason\n"
+
+
+@pytest.fixture
+def tree_with_bad_images(tmp_path):
+    root = tmp_path / "src"
+    for i in range(3):
+        save(root / "ok" / f"{i}.jpg", Image.fromarray(gradient(30 + i, 20, seed=i)))
+    (root / "ok" / "1b_garbage.jpg").write_bytes(b"this is not a JPEG at all")
+    good = root / "ok" / "0.jpg"
+    (root / "ok" / "2b_truncated.jpg").write_bytes(good.read_bytes()[:200])
+    return root
+
+
+def test_bad_images_are_missing_samples_and_reported(tree_with_bad_images, tmp_path):
+    av = pytest.importorskip("av", reason="PyAV plays the video track")
+    out = tmp_path / "d.bzna"
+    result = build(tree_with_bad_images, out, workers=1, progress=False, **FAST)
+    names = [s.filename for s in list_sources(tree_with_bad_images).sources]
+    assert names == ["ok/0.jpg", "ok/1.jpg", "ok/1b_garbage.jpg", "ok/2.jpg", "ok/2b_truncated.jpg"]
+    assert [(i, n) for i, n, _ in result.failures] == [(2, "ok/1b_garbage.jpg"), (4, "ok/2b_truncated.jpg")]
+    found = tables(out)
+    assert (found["bzna_input"][1] == 0).tolist() == [False, False, True, False, True]
+    assert [x.decode() for x in sample_bytes(out, layout.FILENAME_TRACK)] == names
+    with open(sidecar_paths(out)[1], encoding="utf-8") as f:
+        rows = list(csv.reader(f, dialect="excel-tab"))
+    assert rows[0] == ["index", "filename", "reason"]
+    assert [r[:2] for r in rows[1:]] == [["2", "ok/1b_garbage.jpg"], ["4", "ok/2b_truncated.jpg"]]
+    assert all(r[2] for r in rows[1:])
+    with av.open(str(out)) as container:
+        assert len(list(container.decode(container.streams.video[0]))) == 5
+
+
+def test_fail_fast_leaves_nothing(tree_with_bad_images, tmp_path, capsys):
+    out = tmp_path / "out" / "d.bzna"
+    out.parent.mkdir()
+    code = main(["build", str(tree_with_bad_images), str(out), "--fail-fast", "--preset", "ultrafast", "--workers", "1", "-q"])
+    assert code == 1
+    assert "1b_garbage.jpg" in capsys.readouterr().err
+    assert os.listdir(out.parent) == []
+
+
+def test_workers_do_not_change_the_bytes(tmp_path, capsys):
+    one, two = tmp_path / "one.bzna", tmp_path / "two.bzna"
+    assert main(["build", str(IMAGES), str(one), "--preset", "ultrafast", "--workers", "1", "-q"]) == 0
+    assert main(["build", str(IMAGES), str(two), "--preset", "ultrafast", "--workers", "2", "-q"]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and "8 samples (0 missing)" in out
+    assert one.read_bytes() == two.read_bytes()
+    assert open(sidecar_paths(one)[0]).read() == "cat\ncoffee\nspace\n"
+
+
+def test_max_short_side_zero_keeps_the_size(tmp_path):
+    root = tmp_path / "src"
+    save(root / "x" / "big.png", Image.fromarray(gradient(700, 600)))
+    out = tmp_path / "d.bzna"
+    assert main(["build", str(root), str(out), "--max-short-side", "0", "--preset", "ultrafast", "-q", "--workers", "1"]) == 0
+    tkhd = inner_tracks(sample_bytes(out)[0])["bzna_input"]["tkhd"]
+    assert (tkhd.width, tkhd.height) == (700, 600)
+    assert main(["build", str(root), str(out), "--max-short-side", "-3"]) == 2
+
+
+@pytest.mark.skipif(importlib.util.find_spec("bzna_boxes.distributed") is not None, reason="distributed builds exist")
+def test_distributed_options_say_not_yet(tmp_path, capsys):
+    out = tmp_path / "d.bzna"
+    assert main(["build", str(IMAGES), str(out), "--scheduler", "tcp://127.0.0.1:8786"]) == 2
+    assert "not available yet" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_ctrl_c_leaves_no_output(tmp_path):
+    image = tmp_path / "img.png"
+    Image.fromarray(gradient(64, 48)).save(image)
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"img.png,{i % 5}\n" for i in range(3000)))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bzna_boxes", "build", str(listing), str(out_dir / "d.bzna"), "--preset", "ultrafast", "--workers", "1", "-q"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not any(n.endswith(".tmp") for n in os.listdir(out_dir)):
+        assert process.poll() is None and time.monotonic() < deadline, "the build never started writing"
+        time.sleep(0.02)
+    time.sleep(0.5)  # let it write some samples
+    process.send_signal(signal.SIGINT)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    assert "interrupted" in err
+    assert os.listdir(out_dir) == []
+
+
+def test_exception_mid_build_leaves_no_output(tmp_path):
+    root = tmp_path / "src"
+    for i in range(4):
+        save(root / "c" / f"{i}.png", Image.fromarray(gradient(20, 20, seed=i)))
+    (root / "c" / "2.png").write_bytes(b"broken")
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    with pytest.raises(BuildError, match="2.png"):
+        build(root, out_dir / "d.bzna", workers=2, fail_fast=True, progress=False, **FAST)
+    assert os.listdir(out_dir) == []
+    shutil.rmtree(root)
+
+
+# --- docs/building.md runs as written ---------------------------------------------------------
+
+GUIDE = REPO / "docs" / "building.md"
+
+
+def guide_blocks(kind: str) -> list[str]:
+    import re
+
+    return [body for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", GUIDE.read_text(encoding="utf-8"), re.S | re.M) if lang == kind]
+
+
+def test_the_building_guide_runs(tmp_path, monkeypatch):
+    import contextlib
+    import doctest
+    import io
+    import re
+    import shlex
+
+    pytest.importorskip("av", reason="the guide encodes with libx265 through PyAV")
+    (tmp_path / "fixtures").symlink_to(REPO / "fixtures")
+    monkeypatch.chdir(tmp_path)
+    text = "\n".join(guide_blocks("python"))
+    test = doctest.DocTestParser().get_doctest(text, {"__name__": "building_md"}, "docs/building.md", str(GUIDE), 0)
+    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+    output = io.StringIO()
+    runner.run(test, out=output.write)
+    assert runner.failures == 0, output.getvalue()
+    assert runner.tries >= 15
+    checker = doctest.OutputChecker()
+    ran = 0
+    for block in guide_blocks("console"):
+        for command, expected in re.findall(r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", block, re.M):
+            args = shlex.split(command)
+            assert args[0] == "bzna"
+            out = io.StringIO()
+            with contextlib.redirect_stdout(out):
+                assert main(args[1:]) == 0, command
+            assert checker.check_output(expected, out.getvalue(), doctest.ELLIPSIS), f"{command}\nexpected:\n{expected}got:\n{out.getvalue()}"
+            ran += 1
+    assert ran == 3
+    assert (tmp_path / "photos.classes.txt").read_text() == "cat\ncoffee\nspace\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def test_bad_encoder_options_fail_before_any_image(tmp_path, capsys):
+    out = tmp_path / "d.bzna"
+    assert main(["build", str(IMAGES), str(out), "--preset", "no-such-preset", "-q"]) == 1
+    assert "encoder options" in capsys.readouterr().err
+    assert os.listdir(tmp_path) == []
