@@ -16,7 +16,9 @@ part in equality, so equal boxes at different offsets compare equal.
 
 from __future__ import annotations
 
+import os
 import struct
+import tempfile
 from typing import Any, Iterable, Mapping
 
 from construct import ConstructError, Construct, Container, ListContainer, SizeofError
@@ -45,7 +47,7 @@ _SIZE_TYPE = struct.Struct(">I4s")
 _LARGE = struct.Struct(">Q")
 _MAX32 = 0xFFFFFFFF
 _HEADER_KEYS = ("type", "large_size", "size_to_end", "extended_type")
-_BODY_ERRORS = (ConstructError, struct.error, ValueError, OverflowError, TypeError, IndexError, KeyError)
+_BODY_ERRORS = (ConstructError, struct.error, ValueError, OverflowError, TypeError, IndexError, KeyError, AttributeError)
 
 
 class BoxType:
@@ -158,8 +160,8 @@ def _reason(exc: BaseException, action: str) -> str:
         message = text.split("\n", 1)[1] if text.startswith("Error in path") and "\n" in text else text
         field = where.replace("(parsing)", "").replace("(building)", "").replace(" -> ", ".").strip(". ")
         return f"field {field}: {message}" if field else message
-    if isinstance(exc, KeyError):
-        return f"missing field {exc.args[0]!r}" if action == "build" else f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, (KeyError, AttributeError)):
+        return f"missing field {exc.args[0]!r}" if action == "build" and exc.args else f"{type(exc).__name__}: {exc}"
     return f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
 
 
@@ -315,8 +317,19 @@ class _BoxConstruct(Construct):
         return obj
 
     def build_file(self, obj, filename, **contextkw):
-        with open(filename, "wb") as f:
-            self.build_stream(obj, f)
+        """Build into ``filename`` through a temporary file beside it, renamed into place on success."""
+        out = ChunkWriter()
+        self._build_chunks(obj, out)
+        directory, name = os.path.split(os.path.abspath(os.fspath(filename)))
+        fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                for chunk in out.chunks:
+                    f.write(chunk)
+            os.replace(temp, filename)
+        except BaseException:
+            os.unlink(temp)
+            raise
         return obj
 
     def _build(self, obj, stream, context, path):
