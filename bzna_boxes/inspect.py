@@ -62,7 +62,7 @@ def inspect_boxes(tree, *, depth: int | None = None, types=None, entries: int = 
         wanted = set(types)
         return [
             box_summary(box, path, entries)
-            for path, box, level in _walk(tree, "", 1, depth)
+            for path, box, _level in _walk(tree, "", 1, depth)
             if box.get("type") in wanted
         ]
     return [_subtree(box, path, 1, depth, entries) for path, box in _named(tree, "")]
