@@ -357,13 +357,15 @@ def _run_shards(client, specs: list[ShardSpec], retries: int, bar, queue_name: s
 
     if not specs:
         return
+    build_id = uuid.uuid4().hex[:12]
     queue = Queue(queue_name) if queue_name else None
     futures = {
-        client.submit(build_shard, spec, key=f"bzna-shard-{spec.digest[:16]}-{spec.index}", retries=retries, pure=False): spec
+        client.submit(build_shard, spec, key=f"bzna-shard-{build_id}-{spec.index}", retries=retries, pure=False): spec
         for spec in specs
     }
     latest: dict[int, tuple[str, int]] = {}
     finished: set[int] = set()
+    failed: list[tuple[ShardSpec, BaseException]] = []
     pending = set(futures)
     try:
         while pending:
@@ -378,11 +380,11 @@ def _run_shards(client, specs: list[ShardSpec], retries: int, bar, queue_name: s
                 pending.discard(future)
                 spec = futures[future]
                 if future.status != "finished":
-                    error = future.exception()
-                    raise BuildError(
-                        f"shard {spec.index} (images {spec.start}..{spec.stop - 1}) failed after {retries + 1} attempts: "
-                        f"{type(error).__name__}: {error}"
-                    ) from error
+                    # The other shards go on: whatever they finish, a resumed build keeps.
+                    failed.append((spec, future.exception()))
+                    if fail_fast:
+                        break
+                    continue
                 finished.add(spec.index)
                 if fail_fast and future.result()["failures"]:
                     index, name, reason = future.result()["failures"][0]
@@ -392,6 +394,15 @@ def _run_shards(client, specs: list[ShardSpec], retries: int, bar, queue_name: s
                 images += sum(count for shard, (_, count) in latest.items() if shard not in finished)
                 bar.n = base + images
                 bar.refresh()
+            if failed and fail_fast:
+                break
+        if failed:
+            spec, error = failed[0]
+            others = f" ({len(failed) - 1} other shard(s) failed too)" if len(failed) > 1 else ""
+            raise BuildError(
+                f"shard {spec.index} (images {spec.start}..{spec.stop - 1}) failed after {retries + 1} attempts: "
+                f"{type(error).__name__}: {error}{others}; rerun with resume to redo only the missing shards"
+            ) from error
     except BaseException:
         for future in pending:
             future.cancel()
