@@ -30,6 +30,7 @@ from typing import Any, Sequence
 from .build import (
     BuildError,
     Source,
+    _one_thread_each,
     available_cores,
     build_sources,
     check_encode_options,
@@ -175,7 +176,11 @@ def _take_marker(path: str | None) -> bool:
 
 
 def build_shard(spec: ShardSpec) -> dict:
-    """Encode and write one shard, check it, then write its manifest (runs on a Dask worker)."""
+    """Encode and write one shard, check it, then write its manifest (runs on a Dask worker).
+
+    The encoder runs on one thread (x265 ``pools=1``): a worker process is one core's worth of
+    work, as in the local pool, and the bytes do not depend on it.
+    """
     if _take_marker(spec.fail_marker):
         raise RuntimeError(f"injected failure of shard {spec.index}")
     if _take_marker(spec.exit_marker):
@@ -187,7 +192,7 @@ def build_shard(spec: ShardSpec) -> dict:
         workers=1,
         progress=False,
         on_image=reporter,
-        **spec.encode_options,
+        **_one_thread_each(spec.encode_options),
     )
     if reporter is not None:
         reporter.flush()
