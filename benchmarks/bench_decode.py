@@ -93,8 +93,8 @@ def per_image(works: dict[str, Callable[[object], object]], items: list, repeats
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def threaded(work: Callable[[object], object], items: list, threads: int, repeats: int) -> float:
-    """Median seconds per item with ``threads`` threads splitting the items."""
+def threaded(work: Callable[[object], object], items: list, threads: int, repeats: int, finish: Callable[[], object] = lambda: None) -> float:
+    """Median seconds per item with ``threads`` threads splitting the items (``finish`` ends a pass)."""
     for item in items[:threads]:
         work(item)
     times = []
@@ -106,6 +106,7 @@ def threaded(work: Callable[[object], object], items: list, threads: int, repeat
             w.start()
         for w in workers:
             w.join()
+        finish()
         times.append((time.perf_counter() - start) / len(items))
     return statistics.median(times)
 
@@ -241,7 +242,8 @@ def gpu_rows(thumbs, inputs, typical, large, cores, args) -> None:
     row("CpuDecoder, 1 thread (thumbnails)", cpu_one)
     row("NvdecDecoder, 1 thread (thumbnails)", seconds["gpu"], cpu_one, "one CPU core")
     for threads in (4, 8):
-        row(f"NvdecDecoder, {threads} threads (thumbnails)", threaded(nvdec.decode, thumbs * 4, threads, args.repeats), cpu_one, "one CPU core")
+        seconds = threaded(nvdec.decode, thumbs * 4, threads, args.repeats, lambda: torch.cuda.synchronize(nvdec.device))
+        row(f"NvdecDecoder, {threads} threads (thumbnails)", seconds, cpu_one, "one CPU core")
     print("Loader -> 64 x 3 x 224 x 224 uint8 batches:")
     runs = {f"CPU Loader, {cores} threads (thumbnails)": (typical, "cpu", cores, layout.THUMB_TRACK)}
     for threads in sorted({4, 8, cores}):

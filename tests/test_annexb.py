@@ -11,7 +11,7 @@ from av.bitstream import BitStreamFilterContext
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bzna_boxes import BoxError, Boxes, find, find_all, hevc
+from bzna_boxes import BoxError, Boxes, find_all, hevc
 from bzna_boxes.decode.annexb import START_CODE, nal_spans, sample_to_annexb, to_annexb
 from bzna_boxes.image import CleanAperture, EncodedImage
 

@@ -162,9 +162,7 @@ def test_open_decoder_picks_the_cpu_here_and_says_so(caplog):
 
 
 def test_bzna_decode_writes_the_png(dataset, decoder, tmp_path: Path, capsys):
-    path = str(dataset.path) if hasattr(dataset, "path") else None
-    if path is None:
-        pytest.skip("bzna decode needs bzna_boxes.dataset (the reader), absent from this checkout")
+    path = str(dataset.path)
     out = tmp_path / "two.png"
     assert main(["decode", path, "2", "-o", str(out), "--device", "cpu"]) == 0
     assert np.array_equal(np.asarray(Image.open(out)), decoder.decode(dataset[2].image(layout.INPUT_TRACK)))

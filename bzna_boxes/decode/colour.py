@@ -24,12 +24,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..errors import BoxError
 from ..image import CleanAperture
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["KR", "KB", "conversion_window", "nv12_to_rgb"]
+__all__ = ["KR", "KB", "check_aperture", "conversion_window", "nv12_to_rgb"]
 
 KR = 0.299
 KB = 0.114
@@ -57,8 +58,6 @@ def conversion_window(start: int, size: int, frame_size: int) -> tuple[int, int]
 
 def check_aperture(aperture: CleanAperture, frame_width: int, frame_height: int) -> None:
     """Raise :class:`~bzna_boxes.BoxError` unless the clean aperture lies inside the frame."""
-    from ..errors import BoxError
-
     a = aperture
     if a.width < 1 or a.height < 1 or a.x < 0 or a.y < 0 or a.x + a.width > frame_width or a.y + a.height > frame_height:
         raise BoxError(
@@ -76,6 +75,8 @@ def nv12_to_rgb(nv12: "torch.Tensor", aperture: CleanAperture | None = None, lay
     import torch
     import torch.nn.functional as F
 
+    if layout not in ("CHW", "HWC"):
+        raise ValueError(f"layout must be 'CHW' or 'HWC', not {layout!r}")
     if nv12.dtype != torch.uint8 or nv12.dim() != 2 or nv12.shape[0] % 3 or nv12.shape[1] % 2:
         raise ValueError(f"expected an NV12 uint8 tensor of shape (H*3/2, W), got {tuple(nv12.shape)} {nv12.dtype}")
     height = nv12.shape[0] * 2 // 3
@@ -98,7 +99,5 @@ def nv12_to_rgb(nv12: "torch.Tensor", aperture: CleanAperture | None = None, lay
     u = (chroma[0] - 128.0) * _C_SCALE
     v = (chroma[1] - 128.0) * _C_SCALE
     dim = 0 if layout == "CHW" else -1
-    if layout not in ("CHW", "HWC"):
-        raise ValueError(f"layout must be 'CHW' or 'HWC', not {layout!r}")
     rgb = torch.stack((y + _R_V * v, y - _G_U * u - _G_V * v, y + _B_U * u), dim=dim)
     return rgb.round_().clamp_(0.0, 255.0).to(torch.uint8)
