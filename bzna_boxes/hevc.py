@@ -37,6 +37,7 @@ __all__ = [
     "from_length_prefixed",
     "sample_to_annexb",
     "hvcc_fields",
+    "hvcc_fields_from_annexb",
 ]
 
 # NAL unit types (ISO/IEC 23008-2 Table 7-1) that the library cares about.
@@ -74,7 +75,7 @@ def split_annexb(data: bytes) -> list[bytes]:
     data = bytes(data)
     start = data.find(b"\x00\x00\x01")
     if start < 0 or data[:start].strip(b"\x00"):
-        raise HevcError("not an Annex B stream: no start code (00 00 01) at its beginning")
+        raise HevcError("not an Annex B stream: no start code (00 00 01) at its beginning", offset=0)
     nals = []
     pos = start + 3
     while True:
@@ -123,13 +124,11 @@ def from_length_prefixed(data: bytes, length_size: int = 4) -> list[bytes]:
     pos = 0
     while pos < len(data):
         if pos + length_size > len(data):
-            raise HevcError(f"truncated NAL length at byte {pos} of a {len(data)}-byte sample")
+            raise HevcError(f"truncated NAL length in a {len(data)}-byte sample", offset=pos)
         size = int.from_bytes(data[pos : pos + length_size], "big")
         pos += length_size
         if pos + size > len(data):
-            raise HevcError(
-                f"NAL unit at byte {pos} claims {size} bytes, only {len(data) - pos} are left"
-            )
+            raise HevcError(f"NAL unit claims {size} bytes, only {len(data) - pos} are left", offset=pos)
         nals.append(bytes(data[pos : pos + size]))
         pos += size
     return nals
@@ -289,7 +288,7 @@ class _Record:
         if r.u(1):  # long_term_ref_pics_present_flag
             count = r.ue()
             if count > 31:
-                raise HevcError(f"SPS: {count} long-term reference pictures (at most 32)")
+                raise HevcError(f"SPS: {count} long-term reference pictures (at most 31)")
             for _ in range(count):
                 r.skip(min(log2_max_poc_lsb_minus4 + 4, 16) + 1)
         r.skip(2)  # sps_temporal_mvp_enabled_flag, strong_intra_smoothing_enabled_flag
@@ -513,3 +512,21 @@ def hvcc_fields(
         ],
     }
 
+
+def hvcc_fields_from_annexb(data: bytes, **kwargs) -> dict:
+    """:func:`hvcc_fields` of the parameter sets and SEI in an Annex B stream.
+
+    Meant for an encoder's extradata (libx265 with the global-header flag); other NAL
+    units are ignored, as FFmpeg's hvcC writer ignores them. ``kwargs`` go to
+    :func:`hvcc_fields`.
+    """
+    by_type: dict[int, list[bytes]] = {}
+    for nal in split_annexb(data):
+        by_type.setdefault(nal_unit_type(nal), []).append(nal)
+    return hvcc_fields(
+        by_type.get(VPS, []),
+        by_type.get(SPS, []),
+        by_type.get(PPS, []),
+        by_type.get(PREFIX_SEI, []) + by_type.get(SUFFIX_SEI, []),
+        **kwargs,
+    )

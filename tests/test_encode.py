@@ -16,6 +16,7 @@ from bzna_boxes.encode import (
     load_rgb,
     pad_to_multiple,
     resized_size,
+    rgb_to_yuv420p,
     thumbnail_size,
     x265_options,
 )
@@ -178,6 +179,18 @@ def test_colour_is_bt601_limited_and_signalled():
     assert np.abs(back[4::16, 4].astype(int) - np.array(colours)).max() <= 3
 
 
+def test_rgb_to_yuv420p_is_bt601_limited_with_2x2_mean_chroma():
+    rgb = np.random.default_rng(2).integers(0, 256, (16, 32, 3), dtype=np.uint8)
+    planes = rgb_to_yuv420p(rgb).to_ndarray()
+    x = rgb.astype(np.float64) / 255
+    y = 16 + 219 * (x @ [0.299, 0.587, 0.114])
+    cb = 128 + 224 * (x @ [-0.168736, -0.331264, 0.5])
+    cr = 128 + 224 * (x @ [0.5, -0.418688, -0.081312])
+    assert np.abs(planes[:16] - y).max() <= 0.51
+    for plane, exact in ((planes[16:20].reshape(8, 16), cb), (planes[20:24].reshape(8, 16), cr)):
+        assert np.abs(plane - exact.reshape(8, 2, 16, 2).mean(axis=(1, 3))).max() <= 0.75
+
+
 def test_x265_params_and_sei():
     options = x265_options(20, "fast", {"hash": 1, "aq-mode": 0})
     assert options["crf"] == "20" and options["preset"] == "fast"
@@ -186,11 +199,14 @@ def test_x265_params_and_sei():
     # in-band SEI stays in the payload (here a decoded picture hash after the slice)
     frame = encode_image(gradient(8, 8), preset="ultrafast", x265_params={"hash": 1}).image
     assert [hevc.nal_unit_type(n) for n in hevc.from_length_prefixed(frame.payload)] == [20, hevc.SUFFIX_SEI]
-    # an SEI of the extradata goes to the hvcC arrays; parameter sets never reach the payload
-    frame = encode_image(gradient(8, 8), preset="ultrafast", x265_params="info=1:repeat-headers=1").image
+    # an SEI of the extradata goes to the hvcC arrays
+    frame = encode_image(gradient(8, 8), preset="ultrafast", x265_params="info=1").image
     assert [a["nal_unit_type"] for a in frame.hvcc["arrays"]] == [32, 33, 34, hevc.PREFIX_SEI]
     assert [hevc.nal_unit_type(n) for n in hevc.from_length_prefixed(frame.payload)] == [20]
     decode(frame)
+    # parameter sets repeated in-band never reach the payload
+    frame = encode_image(gradient(8, 8), preset="ultrafast", x265_params="repeat-headers=1").image
+    assert [hevc.nal_unit_type(n) for n in hevc.from_length_prefixed(frame.payload)] == [20]
 
 
 @pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8),
@@ -245,8 +261,9 @@ def test_load_rgb_16_bit_gray_is_scaled(tmp_path):
 def test_load_rgb_32_bit_int_and_float(tmp_path):
     out = load_rgb(save(Image.fromarray(np.array([[-5, 65535, 70000, 257]], np.int32)), tmp_path, "i.tif"))
     assert (out[0, :, 1] == [0, 255, 255, 1]).all()
-    out = load_rgb(save(Image.fromarray(np.array([[-1.0, 0.4, 100.6, 300.0]], np.float32)), tmp_path, "f.tif"))
-    assert (out[0, :, 1] == [0, 0, 101, 255]).all()
+    floats = np.array([[-1.0, 0.4, 100.6, 300.0, np.nan]], np.float32)
+    out = load_rgb(save(Image.fromarray(floats), tmp_path, "f.tif"))
+    assert (out[0, :, 1] == [0, 0, 101, 255, 0]).all()
 
 
 def test_load_rgb_alpha_composited_over_white(tmp_path):

@@ -88,14 +88,6 @@ def box_payload(mp4: bytes, fourcc: bytes) -> bytes:
     return mp4[at + 4 : at - 4 + int.from_bytes(mp4[at - 4 : at], "big")]
 
 
-def our_hvcc(extradata: bytes) -> dict:
-    by_type: dict[int, list[bytes]] = {}
-    for nal in hevc.split_annexb(extradata):
-        by_type.setdefault(hevc.nal_unit_type(nal), []).append(nal)
-    sei = by_type.get(hevc.PREFIX_SEI, []) + by_type.get(hevc.SUFFIX_SEI, [])
-    return hevc.hvcc_fields(by_type.get(32, []), by_type.get(33, []), by_type.get(34, []), sei)
-
-
 def record_bytes(fields: dict) -> bytes:
     return Box.build(dict(type="hvcC", **fields))[8:]
 
@@ -167,6 +159,9 @@ def test_nal_types_of_a_real_encode():
     [
         ((64, 96), 28, "log-level=error"),  # x265's 2.3 KB "info" SEI in a prefix SEI array
         ((512, 512), 18, "log-level=error:info=0"),
+        # the parameters bzna_boxes.encode gives x265 (colour description in the VUI)
+        ((512, 512), 18, "log-level=error:info=0:repeat-headers=0:colorprim=bt709:transfer=iec61966-2-1"
+                         ":colormatrix=smpte170m:range=limited:chromaloc=1"),
         ((512, 1024), 35, "log-level=error:info=0:wpp=0"),
         ((1024, 512), 18, "log-level=error:info=0:hrd=1:vbv-bufsize=1000:vbv-maxrate=1000"),
         ((96, 64), 23, "log-level=error:info=0:colorprim=bt709:transfer=bt709:colormatrix=smpte170m:range=limited"),
@@ -178,7 +173,7 @@ def test_nal_types_of_a_real_encode():
 def test_hvcc_equals_ffmpeg(size, crf, params):
     extradata, packet = bare_encode(gradient(*size), crf=crf, params=params)
     mp4 = ffmpeg_mp4(extradata, packet)
-    fields = our_hvcc(extradata)
+    fields = hevc.hvcc_fields_from_annexb(extradata)
     assert record_bytes(fields) == box_payload(mp4, b"hvcC")
     # the sample FFmpeg stores for hvc1: the access unit without parameter sets
     payload = hevc.to_length_prefixed(
@@ -194,7 +189,7 @@ def test_hvcc_equals_ffmpeg(size, crf, params):
 
 def test_hvcc_fields_of_a_real_encode():
     extradata, _ = bare_encode(noise(64, 64), params="log-level=error:info=0")
-    fields = our_hvcc(extradata)
+    fields = hevc.hvcc_fields_from_annexb(extradata)
     assert {k: v for k, v in fields.items() if k != "arrays"} == {
         "configuration_version": 1,
         "general_profile_space": 0,
@@ -544,7 +539,7 @@ def test_hvcc_fields_errors():
 
 def test_sample_to_annexb_decodes():
     extradata, packet = bare_encode(noise(64, 96))
-    fields = our_hvcc(extradata)
+    fields = hevc.hvcc_fields_from_annexb(extradata)
     sample = hevc.to_length_prefixed(hevc.split_annexb(packet))
     annexb = hevc.sample_to_annexb(sample, fields)
     assert hevc.split_annexb(annexb) == hevc.split_annexb(extradata + packet)
