@@ -7,12 +7,19 @@ PyNvVideoCodec, torch) are imported only by the modules that use them.
 
 from __future__ import annotations
 
-from .boxes import Box, Boxes, BoxType, find, find_all, register, walk
 from .errors import BoxError, DecoderUnavailable
 
 __version__ = "0.1.0"
 
 _LAZY = {
+    # the box engine (construct and every schema): not needed to open and read a dataset
+    "Box": "boxes",
+    "Boxes": "boxes",
+    "BoxType": "boxes",
+    "find": "boxes",
+    "find_all": "boxes",
+    "register": "boxes",
+    "walk": "boxes",
     "DatasetWriter": "writer",
     "concat": "writer",
     "open": "index",

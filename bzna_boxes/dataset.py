@@ -194,11 +194,17 @@ class Dataset:
     """
 
     def __init__(self, path: str | os.PathLike | BznaFile):
-        self._file = path if isinstance(path, BznaFile) else BznaFile(path)
+        owned = not isinstance(path, BznaFile)
+        self._file = BznaFile(path) if owned else path
         self._cols: _Columns | None = None
         self._range: tuple[int, int] | None = None
         self._lock = threading.Lock()
-        self._columns()
+        try:
+            self._columns()
+        except BaseException:
+            if owned:
+                self._file.close()
+            raise
 
     def _columns(self) -> _Columns:
         cols = self._cols
@@ -215,6 +221,7 @@ class Dataset:
         return cols
 
     def _check_range(self, length: int) -> None:
+        """Set the samples this dataset covers, once the file's length is known."""
         if self._range is None:
             self._range = (0, length)
 

@@ -9,6 +9,11 @@ per sample or constant, ``stz2``, §8.7.3), then the samples of the movie fragme
 ``tfhd`` / ``trun``, §8.8) after those of ``moov``. All of it is vectorised: no Python loop
 runs over samples.
 
+The few boxes it needs (``tkhd``, ``hdlr``, the sample tables, ``trex``, ``tfhd``, ``trun``)
+are read here with ``struct`` and ``np.frombuffer``, so that opening a file imports neither
+``construct`` nor the box schemas (about 50 ms of a 250 ms ``open`` process otherwise);
+``Track.sample_entry`` is parsed by the box engine when first asked for.
+
 The arrays are copies, so they never pin the map; the memoryviews that ``track[i]`` hands out
 are slices of it. :meth:`BznaFile.close` releases the map at once when no such view is
 alive, else when the last one is released.
@@ -25,19 +30,26 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-from .boxes.core import parse_box
 from .errors import BoxError
 
 __all__ = ["BznaFile", "Track", "TopBox", "open"]
 
 _HEADER = struct.Struct(">I4s")
 _LARGE = struct.Struct(">Q")
+_U32 = struct.Struct(">I")
+_I32 = struct.Struct(">i")
 
 # tfhd / trun flags (ISO/IEC 14496-12 §8.8.7, §8.8.8)
 _BASE_DATA_OFFSET_PRESENT = 0x000001
 _DEFAULT_BASE_IS_MOOF = 0x020000
+_DEFAULT_SAMPLE_SIZE_PRESENT = 0x000010
 _DATA_OFFSET_PRESENT = 0x000001
+_FIRST_SAMPLE_FLAGS_PRESENT = 0x000004
 _SAMPLE_SIZE_PRESENT = 0x000200
+_TRUN_COLUMNS = (0x000100, 0x000200, 0x000400, 0x000800)
+"""trun per-sample fields, in order: duration, size, flags, composition time offset."""
+_UNPARSED = object()
+_STSC = np.dtype([("first_chunk", ">u4"), ("samples_per_chunk", ">u4"), ("sample_description_index", ">u4")])
 
 
 class TopBox(NamedTuple):
@@ -89,9 +101,157 @@ def _walk(view: memoryview, start: int, end: int, parent: str) -> Iterator[tuple
         pos += size
 
 
-def _parse(view: memoryview, offset: int, size: int, path: str):
-    """Parse one box (and its children) with the box engine; payload tables stay views of ``view``."""
-    return parse_box(view, offset, offset + size, 0, path, path.count("/"))[0]
+class _Body:
+    """A box body read field by field, each read checked against the bytes the box holds."""
+
+    __slots__ = ("view", "pos", "end", "path")
+
+    def __init__(self, view: memoryview, box: tuple):
+        fourcc, offset, size, header, self.path = box
+        self.view = view
+        self.pos = offset + header
+        self.end = offset + size
+
+    def need(self, nbytes: int, what: str) -> None:
+        if self.end - self.pos < nbytes:
+            raise BoxError(f"{what} needs {nbytes} bytes, {self.end - self.pos} left", offset=self.pos, path=self.path)
+
+    def u32(self, what: str) -> int:
+        self.need(4, what)
+        value = _U32.unpack_from(self.view, self.pos)[0]
+        self.pos += 4
+        return value
+
+    def i32(self, what: str) -> int:
+        return _I32.unpack(_U32.pack(self.u32(what)))[0]
+
+    def u64(self, what: str) -> int:
+        self.need(8, what)
+        value = _LARGE.unpack_from(self.view, self.pos)[0]
+        self.pos += 8
+        return value
+
+    def full_box(self) -> tuple[int, int]:
+        """FullBox ``version`` and ``flags``."""
+        word = self.u32("version and flags")
+        return word >> 24, word & 0xFFFFFF
+
+    def table(self, count: int, dtype: str, what: str) -> np.ndarray:
+        """``count`` big-endian entries as a numpy view of the map (copy it before keeping it)."""
+        itemsize = np.dtype(dtype).itemsize
+        self.need(count * itemsize, f"{what}: {count} entries of {itemsize} bytes")
+        table = np.frombuffer(self.view, dtype, count, self.pos)
+        self.pos += count * itemsize
+        return table
+
+    def rest(self) -> bytes:
+        return bytes(self.view[self.pos : self.end])
+
+
+def _tkhd_track_id(view: memoryview, box: tuple) -> int:
+    body = _Body(view, box)
+    version, _ = body.full_box()
+    body.pos += 16 if version == 1 else 8  # creation_time, modification_time
+    return body.u32("track_id")
+
+
+def _hdlr(view: memoryview, box: tuple) -> tuple[str, str]:
+    """(handler_type, name) of an hdlr box."""
+    body = _Body(view, box)
+    body.full_box()
+    body.u32("pre_defined")
+    handler = body.u32("handler_type").to_bytes(4, "big").decode("latin-1")
+    body.need(12, "reserved")
+    body.pos += 12
+    return handler, _hdlr_name(body.rest().decode("utf-8", "surrogateescape"))
+
+
+def _sample_sizes(view: memoryview, box: tuple) -> tuple[int, int, np.ndarray | None]:
+    """(constant sample_size or 0, sample_count, per-sample sizes as uint32 or None) of stsz / stz2."""
+    body = _Body(view, box)
+    body.full_box()
+    if box[0] == "stsz":
+        sample_size = body.u32("sample_size")
+        count = body.u32("sample_count")
+        if sample_size:
+            return sample_size, count, None
+        return 0, count, body.table(count, ">u4", "entry_sizes").astype(np.uint32)
+    bits = body.u32("reserved and field_size") & 0xFF
+    count = body.u32("sample_count")
+    if bits == 16:
+        return 0, count, body.table(count, ">u2", "entry_sizes").astype(np.uint32)
+    if bits == 8:
+        return 0, count, body.table(count, "u1", "entry_sizes").astype(np.uint32)
+    if bits == 4:
+        packed = body.table((count + 1) // 2, "u1", "entry_sizes")
+        sizes = np.empty(2 * len(packed), np.uint32)
+        sizes[0::2] = packed >> 4
+        sizes[1::2] = packed & 0x0F
+        return 0, count, sizes[:count]
+    raise BoxError(f"field_size must be 4, 8 or 16, not {bits}", offset=box[1], path=box[4])
+
+
+def _chunk_offsets(view: memoryview, box: tuple) -> np.ndarray:
+    body = _Body(view, box)
+    body.full_box()
+    count = body.u32("entry_count")
+    return body.table(count, ">u8" if box[0] == "co64" else ">u4", "chunk_offsets").astype(np.uint64)
+
+
+def _sample_to_chunk(view: memoryview, box: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """(first_chunk, samples_per_chunk) of stsc, as int64."""
+    body = _Body(view, box)
+    body.full_box()
+    count = body.u32("entry_count")
+    runs = body.table(count, _STSC, "entries")
+    return runs["first_chunk"].astype(np.int64), runs["samples_per_chunk"].astype(np.int64)
+
+
+def _trex(view: memoryview, box: tuple) -> tuple[int, int]:
+    """(track_id, default_sample_size) of trex."""
+    body = _Body(view, box)
+    body.full_box()
+    track_id = body.u32("track_id")
+    body.need(8, "default_sample_description_index, default_sample_duration")
+    body.pos += 8
+    return track_id, body.u32("default_sample_size")
+
+
+def _tfhd(view: memoryview, box: tuple) -> tuple[int, int, int | None, int | None]:
+    """(track_id, flags, base_data_offset, default_sample_size) of tfhd (None: absent)."""
+    body = _Body(view, box)
+    _, flags = body.full_box()
+    track_id = body.u32("track_id")
+    base = body.u64("base_data_offset") if flags & _BASE_DATA_OFFSET_PRESENT else None
+    for bit in (0x000002, 0x000008):  # sample_description_index, default_sample_duration
+        if flags & bit:
+            body.u32("tfhd field")
+    default_size = body.u32("default_sample_size") if flags & _DEFAULT_SAMPLE_SIZE_PRESENT else None
+    return track_id, flags, base, default_size
+
+
+def _trun(view: memoryview, box: tuple) -> tuple[int, int, int | None, np.ndarray | None]:
+    """(flags, sample_count, data_offset or None, per-sample sizes as uint32 or None) of trun."""
+    body = _Body(view, box)
+    _, flags = body.full_box()
+    count = body.u32("sample_count")
+    data_offset = body.i32("data_offset") if flags & _DATA_OFFSET_PRESENT else None
+    if flags & _FIRST_SAMPLE_FLAGS_PRESENT:
+        body.u32("first_sample_flags")
+    columns = [bit for bit in _TRUN_COLUMNS if flags & bit]
+    if not columns:
+        return flags, count, data_offset, None
+    table = body.table(count * len(columns), ">u4", "samples").reshape(count, len(columns))
+    sizes = table[:, columns.index(_SAMPLE_SIZE_PRESENT)].astype(np.uint32) if _SAMPLE_SIZE_PRESENT in columns else None
+    return flags, count, data_offset, sizes
+
+
+def _parse_entry(stsd: bytes, offset: int, path: str):
+    """The first sample entry of an stsd box (bytes copied out of the file), by the box engine."""
+    from .boxes.core import parse_box
+
+    box = parse_box(memoryview(stsd), 0, len(stsd), offset, path, path.count("/"))[0]
+    return box.children[0] if box.children else None
 
 
 def _hdlr_name(name: str) -> str:
@@ -128,17 +288,25 @@ class Track:
     or None), ``path`` (the ``trak`` box path). ``track[i]`` is a zero-copy view of the file.
     """
 
-    __slots__ = ("_file", "track_id", "name", "handler", "sample_entry", "offsets", "sizes", "path")
+    __slots__ = ("_file", "track_id", "name", "handler", "offsets", "sizes", "path", "_stsd", "_entry")
 
-    def __init__(self, file: "BznaFile", track_id: int, name: str, handler: str, sample_entry, offsets: np.ndarray, sizes: np.ndarray, path: str):
+    def __init__(self, file: "BznaFile", track_id: int, name: str, handler: str, stsd: tuple | None, offsets: np.ndarray, sizes: np.ndarray, path: str):
         self._file = file
         self.track_id = track_id
         self.name = name
         self.handler = handler
-        self.sample_entry = sample_entry
         self.offsets = offsets
         self.sizes = sizes
         self.path = path
+        self._stsd = stsd  # (the stsd box's bytes, its offset, its path)
+        self._entry = _UNPARSED
+
+    @property
+    def sample_entry(self):
+        """The first ``stsd`` entry parsed by the box engine (on first use), or None."""
+        if self._entry is _UNPARSED:
+            self._entry = _parse_entry(*self._stsd) if self._stsd is not None else None
+        return self._entry
 
     def __len__(self) -> int:
         return len(self.sizes)
@@ -359,7 +527,7 @@ def _index(file: BznaFile, view: memoryview, size: int, check_bounds: bool = Tru
         raise BoxError("more than one moov box", offset=moovs[1].offset, path="moov[1]")
     moov = moovs[0]
     built: list[tuple[dict, list, list, _Where]] = []  # per track: info, offsets parts, sizes parts, where
-    trex: dict[int, dict] = {}
+    trex: dict[int, int] = {}  # track_id -> default_sample_size
     for fourcc, off, sz, hdr, path in _walk(view, moov.offset + moov.header, moov.end, "moov"):
         if fourcc == "trak":
             info, offsets, sizes = _trak(view, off + hdr, off + sz, path, size, check_bounds)
@@ -369,8 +537,8 @@ def _index(file: BznaFile, view: memoryview, size: int, check_bounds: bool = Tru
         elif fourcc == "mvex":
             for f2, o2, s2, h2, p2 in _walk(view, off + hdr, off + sz, path):
                 if f2 == "trex":
-                    box = _parse(view, o2, s2, p2)
-                    trex[box.track_id] = box
+                    track_id, default_size = _trex(view, (f2, o2, s2, h2, p2))
+                    trex[track_id] = default_size
     by_id = {entry[0]["track_id"]: entry for entry in built}
     moof_spans = []
     moof_index = 0
@@ -393,7 +561,7 @@ def _index(file: BznaFile, view: memoryview, size: int, check_bounds: bool = Tru
         sizes = size_parts[0] if len(size_parts) == 1 else np.concatenate(size_parts)
         if check_bounds:
             _check_bounds(info, where, offsets, sizes, size, moov, moof_spans)
-        tracks.append(Track(file, info["track_id"], info["name"], info["handler"], info["sample_entry"], offsets, sizes, info["path"]))
+        tracks.append(Track(file, info["track_id"], info["name"], info["handler"], info["stsd"], offsets, sizes, info["path"]))
     return boxes, tracks, moov, [(moov.offset, moov.end), *moof_spans]
 
 
@@ -403,17 +571,15 @@ def _label(info: dict) -> str:
 
 def _trak(view: memoryview, start: int, end: int, path: str, file_size: int, check_bounds: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
     """Read one trak: ids, names, sample entry, and its moov samples' offsets and sizes."""
-    info = {"path": path, "track_id": None, "name": "", "handler": "", "sample_entry": None, "stbl_path": path}
+    info = {"path": path, "track_id": None, "name": "", "handler": "", "stsd": None, "stbl_path": path}
     stbl = None
     for fourcc, off, sz, hdr, p in _walk(view, start, end, path):
         if fourcc == "tkhd":
-            info["track_id"] = _parse(view, off, sz, p).track_id
+            info["track_id"] = _tkhd_track_id(view, (fourcc, off, sz, hdr, p))
         elif fourcc == "mdia":
             for f2, o2, s2, h2, p2 in _walk(view, off + hdr, off + sz, p):
                 if f2 == "hdlr":
-                    hdlr = _parse(view, o2, s2, p2)
-                    info["handler"] = hdlr.handler_type
-                    info["name"] = _hdlr_name(hdlr.name)
+                    info["handler"], info["name"] = _hdlr(view, (f2, o2, s2, h2, p2))
                 elif f2 == "minf":
                     for f3, o3, s3, h3, p3 in _walk(view, o2 + h2, o2 + s2, p2):
                         if f3 == "stbl":
@@ -427,12 +593,11 @@ def _trak(view: memoryview, start: int, end: int, path: str, file_size: int, che
     tables: dict[str, tuple] = {}
     for fourcc, off, sz, hdr, p in _walk(view, o3 + h3, o3 + s3, p3):
         if fourcc in ("stsd", "stsz", "stz2", "stco", "co64", "stsc") and fourcc not in tables:
-            tables[fourcc] = (off, sz, p)
+            tables[fourcc] = (fourcc, off, sz, hdr, p)
     if "stsd" in tables:
-        off, sz, p = tables["stsd"]
-        # Parsed from a copy, so that the entry (kept for the file's life) does not pin the map.
-        stsd = parse_box(memoryview(bytes(view[off : off + sz])), 0, sz, off, p, p.count("/"))[0]
-        info["sample_entry"] = stsd.children[0] if stsd.children else None
+        _, off, sz, _, p = tables["stsd"]
+        # a copy, parsed when asked for: the entry lives as long as the track, not the map
+        info["stsd"] = (bytes(view[off : off + sz]), off, p)
     offsets, sizes = _sample_table(view, info, tables, file_size, check_bounds)
     return info, offsets, sizes
 
@@ -449,65 +614,57 @@ def _sample_table(view: memoryview, info: dict, tables: dict, file_size: int, ch
         raise BoxError(f"{label} has neither stco nor co64", path=stbl)
     if "stsc" not in tables:
         raise BoxError(f"{label} has no stsc", path=stbl)
-    size_box = _parse(view, *tables[size_key][:2], tables[size_key][2])
-    chunk_box = _parse(view, *tables[chunk_key][:2], tables[chunk_key][2])
-    stsc_box = _parse(view, *tables["stsc"][:2], tables["stsc"][2])
-    size_path, chunk_path, stsc_path = tables[size_key][2], tables[chunk_key][2], tables["stsc"][2]
-
-    if size_key == "stsz" and size_box.sample_size:
-        count = int(size_box.sample_count)
-        if count * int(size_box.sample_size) > file_size:
+    size_at, chunk_at, stsc_at = tables[size_key][1], tables[chunk_key][1], tables["stsc"][1]
+    size_path, chunk_path, stsc_path = tables[size_key][4], tables[chunk_key][4], tables["stsc"][4]
+    sample_size, count, sizes = _sample_sizes(view, tables[size_key])
+    if sizes is None:
+        if count * sample_size > file_size:
             raise BoxError(
-                f"{label}: {count} samples of {size_box.sample_size} bytes are more than the file holds ({file_size} bytes)",
-                offset=size_box._offset, path=size_path,
+                f"{label}: {count} samples of {sample_size} bytes are more than the file holds ({file_size} bytes)",
+                offset=size_at, path=size_path,
             )
-        sizes = np.full(count, size_box.sample_size, dtype=np.uint32)
-    else:
-        sizes = size_box.entry_sizes.astype(np.uint32)
-    chunks = chunk_box.chunk_offsets
-    runs = stsc_box.entries
+        sizes = np.full(count, sample_size, dtype=np.uint32)
+    chunks = _chunk_offsets(view, tables[chunk_key])
+    first, per_chunk = _sample_to_chunk(view, tables["stsc"])
     n_chunks = len(chunks)
     n_samples = len(sizes)
 
-    if len(runs) == 0:
+    if len(first) == 0:
         if n_chunks or n_samples:
-            raise BoxError(f"{label}: stsc is empty but there are {n_chunks} chunks and {n_samples} samples (sample 0 has no chunk)", offset=stsc_box._offset, path=stsc_path)
+            raise BoxError(f"{label}: stsc is empty but there are {n_chunks} chunks and {n_samples} samples (sample 0 has no chunk)", offset=stsc_at, path=stsc_path)
         return np.zeros(0, np.uint64), sizes
-    first = runs["first_chunk"].astype(np.int64)
-    per_chunk = runs["samples_per_chunk"].astype(np.int64)
     # chunks in each run (the last run goes to the last chunk); the samples before each run
     ends = np.append(first, n_chunks + 1)
     chunks_in_run = np.diff(ends)
     counted = np.maximum(np.diff(np.minimum(ends, n_chunks + 1)), 0)  # chunks that exist, for messages
     samples_before = np.concatenate(([0], np.cumsum(counted * per_chunk)))
     if first[0] != 1:
-        raise BoxError(f"{label}: stsc entry 0 starts at chunk {first[0]}, not 1 (sample 0 has no chunk)", offset=stsc_box._offset, path=stsc_path)
+        raise BoxError(f"{label}: stsc entry 0 starts at chunk {first[0]}, not 1 (sample 0 has no chunk)", offset=stsc_at, path=stsc_path)
     past = np.flatnonzero(first > n_chunks)
     if len(past):
         k = int(past[0])
         raise BoxError(
             f"{label}: stsc entry {k} (from sample {int(samples_before[k])}) points to chunk {first[k]}, past the last chunk ({n_chunks} chunks in {chunk_key})",
-            offset=stsc_box._offset, path=stsc_path,
+            offset=stsc_at, path=stsc_path,
         )
     unordered = np.flatnonzero(chunks_in_run[:-1] <= 0)
     if len(unordered):
         k = int(unordered[0]) + 1
         raise BoxError(
             f"{label}: stsc entry {k} (from sample {int(samples_before[k])}) starts at chunk {first[k]}, not after entry {k - 1}'s chunk {first[k - 1]}",
-            offset=stsc_box._offset, path=stsc_path,
+            offset=stsc_at, path=stsc_path,
         )
     in_chunks = int(samples_before[-1])
     if in_chunks > n_samples:
         raise BoxError(
             f"{label}: the size table is shorter than the chunk table: {size_key} has {n_samples} sizes, the chunks hold {in_chunks} samples (sample {n_samples} has no size)",
-            offset=size_box._offset, path=size_path,
+            offset=size_at, path=size_path,
         )
     if in_chunks < n_samples:
         raise BoxError(
             f"{label}: the chunk table is shorter than the size table: the chunks hold {in_chunks} samples, {size_key} has {n_samples} (sample {in_chunks} has no chunk)",
-            offset=chunk_box._offset, path=chunk_path,
+            offset=chunk_at, path=chunk_path,
         )
-    chunks = chunks.astype(np.uint64)
     if check_bounds and n_chunks and int(chunks.max()) > file_size:
         c = int(np.flatnonzero(chunks > np.uint64(file_size))[0])
         sample = int(np.repeat(per_chunk, chunks_in_run)[:c].sum())
@@ -515,7 +672,7 @@ def _sample_table(view: memoryview, info: dict, tables: dict, file_size: int, ch
             f"{label}: sample {sample} (chunk {c}) at offset {int(chunks[c])} lies outside the file ({file_size} bytes)",
             offset=int(chunks[c]), path=chunk_path,
         )
-    if n_chunks == n_samples and len(runs) == 1 and per_chunk[0] == 1:
+    if n_chunks == n_samples and len(first) == 1 and per_chunk[0] == 1:
         return chunks, sizes  # one sample per chunk: the seed's layout
     spc = np.repeat(per_chunk, chunks_in_run)
     before = np.zeros(n_samples + 1, np.int64)
@@ -533,48 +690,40 @@ def _moof(view: memoryview, moof: TopBox, path: str, trex: dict, file_size: int)
             continue
         tfhd = None
         truns = []
-        for f2, o2, s2, h2, p2 in _walk(view, off + hdr, off + sz, p):
-            if f2 == "tfhd" and tfhd is None:
-                tfhd = _parse(view, o2, s2, p2)
-            elif f2 == "trun":
-                truns.append(_parse(view, o2, s2, p2))
+        for box in _walk(view, off + hdr, off + sz, p):
+            if box[0] == "tfhd" and tfhd is None:
+                tfhd = _tfhd(view, box)
+            elif box[0] == "trun":
+                truns.append((box, _trun(view, box)))
         if tfhd is None:
             raise BoxError("traf has no tfhd", offset=off, path=p)
-        defaults = trex.get(tfhd.track_id)
-        if tfhd.flags & _BASE_DATA_OFFSET_PRESENT:
-            base = int(tfhd.base_data_offset)
-        elif tfhd.flags & _DEFAULT_BASE_IS_MOOF:
-            base = moof.offset
-        else:
-            base = previous_end
-        default_size = tfhd.default_sample_size
+        track_id, flags, base, default_size = tfhd
+        if base is None:
+            base = moof.offset if flags & _DEFAULT_BASE_IS_MOOF else previous_end
         if default_size is None:
-            default_size = defaults.default_sample_size if defaults is not None else 0
+            default_size = trex.get(track_id, 0)
         offsets_parts, sizes_parts = [], []
         position = base
-        for trun in truns:
-            count = int(trun.sample_count)
-            if trun.flags & _SAMPLE_SIZE_PRESENT:
-                sizes = trun.samples["sample_size"].astype(np.uint32)
-            else:
-                if count > file_size or count * int(default_size) > file_size:
+        for box, (run_flags, count, data_offset, sizes) in truns:
+            if sizes is None:
+                if count > file_size or count * default_size > file_size:
                     raise BoxError(
-                        f"trun of track_id {tfhd.track_id}: {count} samples of {default_size} bytes are more than the file holds",
-                        offset=trun._offset, path=p,
+                        f"trun of track_id {track_id}: {count} samples of {default_size} bytes are more than the file holds",
+                        offset=box[1], path=box[4],
                     )
                 sizes = np.full(count, default_size, np.uint32)
-            if trun.flags & _DATA_OFFSET_PRESENT:
-                position = base + int(trun.data_offset)
+            if data_offset is not None:
+                position = base + data_offset
+            if position < 0:
+                raise BoxError(f"trun of track_id {track_id}: data offset {position} is before the start of the file", offset=box[1], path=box[4])
             starts = np.zeros(count + 1, np.int64)
             np.cumsum(sizes, out=starts[1:])
-            if position < 0:
-                raise BoxError(f"trun of track_id {tfhd.track_id}: data offset {position} is before the start of the file", offset=trun._offset, path=p)
             offsets_parts.append((starts[:-1] + position).astype(np.uint64))
             sizes_parts.append(sizes)
             position += int(starts[-1])
         previous_end = position
         if offsets_parts:
-            yield tfhd.track_id, np.concatenate(offsets_parts), np.concatenate(sizes_parts), p
+            yield track_id, np.concatenate(offsets_parts), np.concatenate(sizes_parts), p
 
 
 def _check_bounds(info: dict, where: _Where, offsets: np.ndarray, sizes: np.ndarray, file_size: int, moov: TopBox, moof_spans: list) -> None:

@@ -29,7 +29,9 @@ from typing import Callable
 import numpy as np
 
 from . import layout
+from .dataset import MissingSampleError, _read_targets, inner_image, inner_tracks
 from .errors import BoxError
+from .index import BznaFile, sample_problems
 
 __all__ = ["Problem", "Report", "verify", "run", "run_extract", "extract"]
 
@@ -97,8 +99,6 @@ def verify(path: str | os.PathLike, *, num_classes: int | None = None, inner: bo
 
     ``progress(iterable, total)`` wraps the loop over inner samples (e.g. a tqdm factory).
     """
-    from .index import BznaFile, sample_problems
-
     report = Report(os.fspath(path))
     try:
         file = BznaFile(path, check_bounds=False)
@@ -106,13 +106,13 @@ def verify(path: str | os.PathLike, *, num_classes: int | None = None, inner: bo
         report.add_error("structure", exc)
         return report
     try:
-        _check(file, report, num_classes, inner, progress or (lambda it, total: it), sample_problems)
+        _check(file, report, num_classes, inner, progress or (lambda it, total: it))
     finally:
         file.close()
     return report
 
 
-def _check(file, report: Report, num_classes: int | None, inner: bool, progress: Callable, sample_problems) -> None:
+def _check(file: BznaFile, report: Report, num_classes: int | None, inner: bool, progress: Callable) -> None:
     size = file.size
     report.summary.append(f"{size:,} bytes, {len(file.tracks)} tracks, top level: {' '.join(b.type for b in file.boxes)}")
     spans = file.metadata_spans()
@@ -123,9 +123,17 @@ def _check(file, report: Report, num_classes: int | None, inner: bool, progress:
             f"{_label(track)} {track.handler}: {len(track):,} samples, {int(track.sizes.sum(dtype=np.uint64)):,} bytes"
             + (f", {missing:,} empty" if missing else "")
         )
+        try:
+            track.sample_entry  # parsed on first use: a malformed stsd shows here
+        except BoxError as exc:
+            report.add_error("structure", exc, f"{_label(track)}: ")
+        reported = set()
         for index, reason in sample_problems(track.offsets, track.sizes, size, spans):
             report.add("bounds", f"{_label(track)}: sample {index} {reason}", int(track.offsets[index]), track.path)
+            reported.add(index)
         for index in _outside_mdats(track.offsets, track.sizes, mdats, size).tolist():
+            if index in reported:
+                continue
             report.add(
                 "bounds",
                 f"{_label(track)}: sample {index} at offset {int(track.offsets[index])} (size {int(track.sizes[index])}) is not inside an mdat",
@@ -191,8 +199,6 @@ def _check_targets(report: Report, file, track, count: int, num_classes: int | N
         report.add("target", f"{_label(track)}: sample {index} has {int(sizes[index])} bytes, a target has {itemsize} (or 0: none)", int(track.offsets[index]), track.path)
     if len(wrong) or report.counts["bounds"]:
         return None  # the values cannot be read safely
-    from .dataset import _read_targets
-
     targets = _read_targets(file, count)
     low = np.flatnonzero(targets < layout.NO_TARGET)
     high = np.flatnonzero(targets >= num_classes) if num_classes is not None else np.zeros(0, np.int64)
@@ -228,8 +234,6 @@ def _check_filenames(report: Report, file, track, count: int) -> tuple[list, lis
 
 def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names: tuple[list, list] | None, progress: Callable) -> None:
     """Parse every inner sample: its four tracks, both pictures, target and filename."""
-    from .dataset import inner_image, inner_tracks
-
     view = file.buffer
     mm = file._load().mm
     checked = 0
@@ -309,9 +313,6 @@ def extract(path: str | os.PathLike, index: int, track: str | None = None) -> by
     that inner picture as an Annex B H.265 stream (hvcC parameter sets, then its NAL units,
     each after a 4-byte start code). Any other name, or a track_id: that outer track's sample.
     """
-    from .dataset import MissingSampleError, inner_image
-    from .index import BznaFile
-
     with BznaFile(path) as file:
         if track in (layout.INPUT_TRACK, layout.THUMB_TRACK):
             outer = file.track(layout.INPUT_TRACK)
@@ -356,8 +357,6 @@ def _write_atomically(path: str, data: bytes) -> None:
 
 def run_extract(args) -> int:
     """``bzna extract FILE INDEX [--track NAME] -o OUT``."""
-    from .dataset import MissingSampleError
-
     try:
         data = extract(args.file, args.index, args.track)
     except (KeyError, IndexError, MissingSampleError) as exc:

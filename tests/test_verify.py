@@ -78,7 +78,7 @@ def test_sample_overlapping_the_moov_and_outside_every_mdat(photos, tmp_path):
     messages = [p.message for p in report.problems]
     assert any("sample 3" in m and "overlaps the metadata box" in m for m in messages)
     assert any("sample 5 at offset 2 (size 8) is not inside an mdat" in m for m in messages)
-    assert all(m.startswith("track 2 'bzna_target'") for m in messages)
+    assert all(m.startswith("track 2 'bzna_target'") for m in messages) and report.counts == {"bounds": 2}  # one problem per sample
 
 
 def test_size_table_shorter_than_the_chunk_table(photos, tmp_path, capsys):
@@ -115,6 +115,30 @@ def test_track_lengths_targets_and_inner_samples(photos, tmp_path):
     assert "track 1 'bzna_input': sample 4: the inner sample has no moov" in messages
     assert "track 2 'bzna_target': sample 6 has target 500, outside [0, 9) and not -1" in messages
     assert f"track 1 'bzna_input': sample 6: its inner target {entries[6].target} differs from the outer target 500" in messages
+
+
+def test_a_malformed_sample_entry(photos, tmp_path):
+    path, _ = photos
+    data = bytearray(path.read_bytes())
+    stsd = find(Boxes.parse(bytes(data)), "moov/trak[1]/mdia/minf/stbl/stsd")
+    data[stsd._offset + 12 : stsd._offset + 16] = (5).to_bytes(4, "big")  # entry_count 5, one entry
+    (tmp_path / "bad.bzna").write_bytes(bytes(data))
+    report = verify(tmp_path / "bad.bzna")
+    assert report.counts == {"structure": 1}
+    assert report.problems[0].message.startswith("track 2 'bzna_target': entry_count is 5 but the box holds 1 boxes")
+    assert report.problems[0].path == "moov/trak[1]/mdia/minf/stbl/stsd"
+
+
+def test_a_video_sample_outside_its_input_sample(photos, tmp_path):
+    path, _ = photos
+    ds = Dataset(path)
+    elsewhere = int(ds.file.track(layout.VIDEO_TRACK).offsets[0])  # sample 0's thumbnail
+    ds.close()
+    bad = _rewrite(path, tmp_path / "bad.bzna", lambda b: _set(b, "moov/trak[3]/mdia/minf/stbl/stco", "chunk_offsets", 6, elsewhere))
+    report = verify(bad)
+    assert report.counts == {"layout": 1}
+    assert f"track 4 'VideoHandler': sample 6 at offset {elsewhere}" in report.problems[0].message
+    assert "is not inside input sample 6" in report.problems[0].message
 
 
 def test_track_length_mismatch(photos, tmp_path):
