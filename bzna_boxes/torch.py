@@ -25,19 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from . import layout
-from .decode import CpuDecoder, NvdecDecoder
+from .decode import CpuDecoder, NvdecDecoder, log_once
 from .errors import DecoderUnavailable
 
 __all__ = ["Loader"]
 
 log = logging.getLogger(__name__)
-_logged: set[str] = set()
-
-
-def _log_once(message: str) -> None:
-    if message not in _logged:
-        _logged.add(message)
-        log.info(message)
 
 
 def _default_threads() -> int:
@@ -57,16 +50,16 @@ def _open(device: Any, threads: int) -> tuple[CpuDecoder | NvdecDecoder, torch.d
     target = "cuda:0" if name == "auto" else name
     try:
         decoder = NvdecDecoder(target, layout="CHW")
-        _log_once(f"Loader: decoding with NVDEC on {decoder.device}")
+        log_once(f"Loader: decoding with NVDEC on {decoder.device}")
         return decoder, decoder.device
     except DecoderUnavailable as exc:
         if not torch.cuda.is_available():
             if name != "auto":
                 raise DecoderUnavailable(f"{name} requested but torch sees no CUDA GPU; {exc}") from None
-            _log_once(f"Loader: decoding on the CPU ({threads} threads), batches on the CPU; {exc}")
+            log_once(f"Loader: decoding on the CPU ({threads} threads), batches on the CPU; {exc}")
             return CpuDecoder(), torch.device("cpu")
         out = torch.device(target)
-        _log_once(f"Loader: decoding on the CPU ({threads} threads), batches resized on {out}; {exc}")
+        log_once(f"Loader: decoding on the CPU ({threads} threads), batches resized on {out}; {exc}")
         return CpuDecoder(), out
 
 

@@ -53,9 +53,9 @@ __all__ = [
 class Fields(Struct):
     """A ``Struct`` whose parsed Container holds only the fields (no ``_io`` back-reference)."""
 
-    def _parse(self, stream, context, path):
-        obj = Container()
-        context = Container(
+    def _nested(self, context, stream) -> Container:
+        """The context of this struct's fields, nested in ``context`` as ``Struct`` nests it."""
+        nested = Container(
             _=context,
             _params=context._params,
             _root=None,
@@ -66,7 +66,12 @@ class Fields(Struct):
             _io=stream,
             _index=context.get("_index", None),
         )
-        context._root = context._.get("_root", context)
+        nested._root = context.get("_root", nested)
+        return nested
+
+    def _parse(self, stream, context, path):
+        obj = Container()
+        context = self._nested(context, stream)
         for sc in self.subcons:
             try:
                 subobj = sc._parsereport(stream, context, path)
@@ -86,18 +91,7 @@ class Fields(Struct):
     def _build(self, obj, stream, context, path):
         if obj is None:
             obj = Container()
-        context = Container(
-            _=context,
-            _params=context._params,
-            _root=None,
-            _parsing=context._parsing,
-            _building=context._building,
-            _sizing=context._sizing,
-            _subcons=self._subcons,
-            _io=stream,
-            _index=context.get("_index", None),
-        )
-        context._root = context._.get("_root", context)
+        context = self._nested(context, stream)
         context.update(obj)
         for sc in self.subcons:
             if isinstance(sc, Packed):

@@ -28,7 +28,8 @@ log = logging.getLogger(__name__)
 _logged: set[str] = set()
 
 
-def _log_once(message: str) -> None:
+def log_once(message: str) -> None:
+    """Log ``message`` at INFO level the first time it comes, and never again in this process."""
     if message not in _logged:
         _logged.add(message)
         log.info(message)
@@ -48,13 +49,13 @@ def open_decoder(device: Any = "auto", **options: Any) -> Decoder:
         try:
             decoder = NvdecDecoder("cuda:0", **{k: v for k, v in options.items() if k != "threads"})
         except DecoderUnavailable as exc:
-            _log_once(f"decoding on the CPU (FFmpeg through PyAV): {exc}")
+            log_once(f"decoding on the CPU (FFmpeg through PyAV): {exc}")
             return CpuDecoder(**{k: v for k, v in options.items() if k == "threads"})
     elif name.startswith("cuda"):
         decoder = NvdecDecoder(name, **{k: v for k, v in options.items() if k != "threads"})
     else:
         raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', not {device!r}")
-    _log_once(f"decoding with {decoder!r}")
+    log_once(f"decoding with {decoder!r}")
     return decoder
 
 
