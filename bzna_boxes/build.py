@@ -113,8 +113,11 @@ def _image_folder(root: str) -> SourceList:
     sources = []
     for target, name in enumerate(classes):
         folder = os.path.join(root, name)
-        for dirpath, dirnames, filenames in sorted(os.walk(folder, followlinks=True)):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        walked = []
+        for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # not descended into
+            walked.append((dirpath, filenames))
+        for dirpath, filenames in sorted(walked):
             for filename in sorted(filenames):
                 if filename.startswith(".") or os.path.splitext(filename)[1].lower() not in extensions:
                     continue
@@ -176,18 +179,31 @@ def _encode_job(source: Source, encode_options: dict[str, Any] | None = None):
 
 
 def _results(sources: Sequence[Source], workers: int, encode_options: dict[str, Any]) -> Iterator[tuple]:
-    """Encode results in source order: in this process for one worker, else from a process pool."""
+    """Encode results in source order: in this process for one worker, else from a process pool.
+
+    Each worker is one core: x265 runs one thread in each (the bytes are the same).
+    """
+    encode_options = _one_thread_each(encode_options)
     if workers <= 1:
         for source in sources:
             yield _encode_job(source, encode_options)
         return
     import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
 
-    encode_options = _one_thread_each(encode_options)
+    # A worker that dies (killed, out of memory) breaks the pool with an error instead of a hang.
     context = multiprocessing.get_context("spawn")
     chunksize = max(1, min(8, len(sources) // (8 * workers)))
-    with context.Pool(workers, initializer=_init_worker, initargs=(encode_options,)) as pool:
-        yield from pool.imap(_encode_job, sources, chunksize)
+    initargs = (encode_options,)
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+        try:
+            yield from pool.map(_encode_job, sources, chunksize=chunksize)
+        except BrokenProcessPool as exc:
+            raise BuildError(f"an encoding process died (killed, or out of memory?): {exc}") from exc
+        except BaseException:  # an error, Ctrl-C or the consumer stopping: drop the images not started
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
 
 
 def available_cores() -> int:
@@ -349,20 +365,9 @@ _DISTRIBUTED_OPTIONS = ("scheduler", "cluster", "shard_size", "work_dir", "resum
 def run(args) -> int:
     """``bzna build SRC OUT``."""
     if any(getattr(args, name, None) for name in _DISTRIBUTED_OPTIONS):
-        import importlib
+        from .distributed import run as run_distributed  # the same sources and samples, on Dask
 
-        try:
-            distributed = importlib.import_module(f"{__package__}.distributed")
-        except ModuleNotFoundError as exc:
-            if exc.name not in ("bzna_boxes.distributed", "dask", "distributed"):
-                raise
-            print(
-                "bzna build: distributed builds (--scheduler, --cluster, --shard-size, --work-dir, --resume) "
-                "are not available yet in this version; run without them for a local build",
-                file=sys.stderr,
-            )
-            return 2
-        return int(distributed.run(args) or 0)
+        return int(run_distributed(args) or 0)
     if args.max_short_side < 0:
         print("bzna build: --max-short-side must be 0 (keep the size) or positive", file=sys.stderr)
         return 2

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
 import os
 import shutil
 import signal
@@ -48,6 +47,7 @@ def modes_tree(tmp_path):
     save(root / "a" / "bilevel.bmp", Image.fromarray(rgb[:, :, 0] > 100))
     save(root / "a" / "UPPER.JPG", Image.fromarray(rgb))
     save(root / "a" / ".hidden.jpg", Image.fromarray(rgb))
+    save(root / "a" / ".cache" / "skipped.jpg", Image.fromarray(rgb))
     (root / "a" / "notes.txt").write_text("not an image")
     save(root / "b" / "plain.jpg", Image.fromarray(gradient(40, 60, seed=1)))
     save(root / ".git" / "x.jpg", Image.fromarray(rgb))
@@ -162,6 +162,15 @@ def test_workers_do_not_change_the_bytes(tmp_path, capsys):
     assert "wrote" in out and "8 samples (0 missing)" in out
     assert one.read_bytes() == two.read_bytes()
     assert open(sidecar_paths(one)[0]).read() == "cat\ncoffee\nspace\n"
+    # the same bytes as a DatasetWriter given the same images (x265's thread count changes nothing)
+    from bzna_boxes.encode import load_rgb
+    from bzna_boxes.writer import DatasetWriter
+
+    listing = list_sources(IMAGES)
+    with DatasetWriter(tmp_path / "writer.bzna", preset="ultrafast") as writer:
+        for source in listing.sources:
+            writer.add(load_rgb(source.path), source.target, source.filename)
+    assert (tmp_path / "writer.bzna").read_bytes() == one.read_bytes()
 
 
 def test_max_short_side_zero_keeps_the_size(tmp_path):
@@ -172,14 +181,6 @@ def test_max_short_side_zero_keeps_the_size(tmp_path):
     tkhd = inner_tracks(sample_bytes(out)[0])["bzna_input"]["tkhd"]
     assert (tkhd.width, tkhd.height) == (700, 600)
     assert main(["build", str(root), str(out), "--max-short-side", "-3"]) == 2
-
-
-@pytest.mark.skipif(importlib.util.find_spec("bzna_boxes.distributed") is not None, reason="distributed builds exist")
-def test_distributed_options_say_not_yet(tmp_path, capsys):
-    out = tmp_path / "d.bzna"
-    assert main(["build", str(IMAGES), str(out), "--scheduler", "tcp://127.0.0.1:8786"]) == 2
-    assert "not available yet" in capsys.readouterr().err
-    assert not out.exists()
 
 
 def test_ctrl_c_leaves_no_output(tmp_path):
@@ -270,3 +271,45 @@ def test_bad_encoder_options_fail_before_any_image(tmp_path, capsys):
     assert main(["build", str(IMAGES), str(out), "--preset", "no-such-preset", "-q"]) == 1
     assert "encoder options" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the worker processes through /proc")
+def test_a_killed_worker_fails_the_build_without_hanging(tmp_path):
+    image = tmp_path / "img.png"
+    Image.fromarray(gradient(64, 48)).save(image)
+    listing = tmp_path / "list.txt"
+    listing.write_text("".join(f"img.png,{i % 5}\n" for i in range(5000)))
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bzna_boxes", "build", str(listing), str(out_dir / "d.bzna"), "--preset", "ultrafast", "--workers", "2", "-q"],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+    def workers() -> list[int]:
+        found = []
+        for pid in os.listdir("/proc"):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    parent = int(f.read().rsplit(")", 1)[1].split()[1])
+                with open(f"/proc/{pid}/cmdline") as f:
+                    command = f.read()
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == process.pid and "spawn_main" in command:
+                found.append(int(pid))
+        return found
+
+    deadline = time.monotonic() + 60
+    while not (any(n.endswith(".tmp") for n in os.listdir(out_dir)) and workers()):
+        assert process.poll() is None and time.monotonic() < deadline, "the build never started its workers"
+        time.sleep(0.05)
+    time.sleep(0.3)
+    os.kill(workers()[0], signal.SIGKILL)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 1, err
+    assert "encoding process died" in err
+    assert os.listdir(out_dir) == []

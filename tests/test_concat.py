@@ -126,3 +126,18 @@ def test_bzna_concat_command(tmp_path, samples, capsys):
     assert out.read_bytes() == whole.read_bytes()
     assert main(["concat", str(a), str(REPO / "fixtures" / "media" / "h264.mp4"), "-o", str(out)]) == 1
     assert "bzna concat" in capsys.readouterr().err
+
+
+def test_concat_of_built_shards_equals_one_build(tmp_path):
+    """bzna build of two halves of a list, merged, is bzna build of the whole list, byte for byte."""
+    from writer_support import IMAGES
+
+    photos = sorted(IMAGES.rglob("*.jpg"))
+    lines = [f"{p.relative_to(IMAGES).as_posix()},{i % 3}\n" for i, p in enumerate(photos)]
+    lines.insert(3, "cat/not-there.jpg,1\n")  # a missing sample inside the first shard
+    for name, part in (("whole", lines), ("a", lines[:5]), ("b", lines[5:])):
+        listing = tmp_path / f"{name}.csv"
+        listing.write_text("".join(f"{IMAGES}/{line}" for line in part))
+        assert main(["build", str(listing), str(tmp_path / f"{name}.bzna"), "--preset", "ultrafast", "--workers", "1", "-q"]) == 0
+    assert main(["concat", str(tmp_path / "a.bzna"), str(tmp_path / "b.bzna"), "-o", str(tmp_path / "merged.bzna")]) == 0
+    assert (tmp_path / "merged.bzna").read_bytes() == (tmp_path / "whole.bzna").read_bytes()

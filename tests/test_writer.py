@@ -437,3 +437,26 @@ def test_writer_takes_array_likes_and_checks_its_options(tmp_path):
     with pytest.raises(TypeError, match="crf"):
         DatasetWriter(tmp_path / "e.bzna", cfr=20)
     assert sorted(os.listdir(tmp_path)) == ["d.bzna"]
+
+
+def test_dataset_view_reads_what_the_writer_wrote(tmp_path, encoded):
+    from bzna_boxes import Dataset
+
+    path = tmp_path / "d.bzna"
+    samples = [encoded[0], None, *encoded[1:]]
+    names = targets_and_names(len(samples))
+    write(path, samples, names)
+    with Dataset(path) as ds:
+        assert len(ds) == len(samples)
+        assert ds.targets.tolist() == [t for t, _ in names]
+        assert ds.missing.tolist() == [i for i, s in enumerate(samples) if s is None]
+        for sample, (target, name), item in zip(samples, names, ds):
+            assert (item.target, item.filename) == (target, name)
+            if sample is None:
+                continue
+            for track, frame in (("bzna_input", sample.image), ("bzna_thumb", sample.thumbnail or sample.image)):
+                image = item.image(track)
+                assert bytes(image.payload) == bytes(frame.payload)
+                assert (image.frame_width, image.frame_height) == (frame.frame_width, frame.frame_height)
+                aperture = image.clean_aperture
+                assert (aperture.x, aperture.y, aperture.width, aperture.height) == (0, 0, frame.width, frame.height)
