@@ -23,11 +23,12 @@ import csv
 import io
 import os
 import sys
-import tempfile
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
+
+from .atomic import atomic_file
 
 __all__ = [
     "Source",
@@ -251,21 +252,8 @@ def sidecar_paths(out: str | os.PathLike) -> tuple[str, str]:
 
 
 def _write_atomically(path: str, text: str) -> None:
-    directory, name = os.path.split(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            f.write(text)
-        mask = os.umask(0o022)
-        os.umask(mask)
-        os.chmod(temp, 0o666 & ~mask)
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
+    with atomic_file(path, "w", encoding="utf-8", newline="") as f:
+        f.write(text)
 
 
 def write_classes(path: str, classes: Sequence[str]) -> None:

@@ -27,6 +27,7 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
+from .atomic import atomic_file
 from .build import (
     BuildError,
     Source,
@@ -152,17 +153,8 @@ def shard_is_done(spec: ShardSpec) -> bool:
 
 
 def _write_json_atomically(path: str, value: Any) -> None:
-    temp = f"{path}.{uuid.uuid4().hex}.tmp"
-    try:
-        with open(temp, "w", encoding="utf-8") as f:
-            json.dump(value, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.unlink(temp)
-        raise
+    with atomic_file(path, "w", encoding="utf-8", fsync=True) as f:
+        json.dump(value, f)
 
 
 def _take_marker(path: str | None) -> bool:

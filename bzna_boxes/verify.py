@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable
@@ -29,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from . import layout
+from .atomic import atomic_file
 from .dataset import MissingSampleError, _read_targets, inner_image, inner_tracks
 from .errors import BoxError
 from .index import BznaFile, sample_problems
@@ -341,18 +341,8 @@ def _check_index(index: int, track) -> int:
 
 def _write_atomically(path: str, data: bytes) -> None:
     """Write ``data`` under a temporary name beside ``path``, then rename it into place."""
-    directory, name = os.path.split(os.path.abspath(path))
-    fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except OSError:
-            pass
-        raise
+    with atomic_file(path) as f:
+        f.write(data)
 
 
 def run_extract(args) -> int:

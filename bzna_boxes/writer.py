@@ -26,13 +26,13 @@ import mmap
 import os
 import struct
 import sys
-import tempfile
 import weakref
 from typing import Any, Iterable, NamedTuple, Sequence
 
 import numpy as np
 
 from . import layout
+from .atomic import publish, remove_quietly, temporary_beside
 from .boxes import Box, Boxes, find
 from .errors import BoxError
 
@@ -190,19 +190,6 @@ def _template_for(image: layout.Frame, thumbnail: layout.Frame | None) -> _Inner
 # --- the writer -------------------------------------------------------------------------------
 
 
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
 _ROW = np.dtype([("size", "<u4"), ("thumb_at", "<u4"), ("thumb_size", "<u4"), ("entry", "<u4"), ("name_size", "<u4"), ("target", "<i8")])
 """What the writer keeps per sample (28 bytes): inner sample size, thumbnail span, video entry, filename size, target."""
 _PACK_ROW = struct.Struct("<IIIIIq").pack
@@ -232,11 +219,10 @@ class DatasetWriter:
         self.path = os.fspath(path)
         self.encode_options = encode_options
         self._fsync = fsync
-        directory, name = os.path.split(os.path.abspath(self.path))
         if os.path.isdir(self.path):
             raise IsADirectoryError(f"{self.path} is a directory")
-        fd, self._temp_path = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-        self._cleanup = weakref.finalize(self, _remove_quietly, self._temp_path)
+        fd, self._temp_path = temporary_beside(self.path)
+        self._cleanup = weakref.finalize(self, remove_quietly, self._temp_path)
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._write = self._file.write
         self._closed = False
@@ -376,8 +362,7 @@ class DatasetWriter:
         if self._fsync:
             os.fsync(f.fileno())
         f.close()
-        os.chmod(self._temp_path, 0o666 & ~_umask())
-        os.replace(self._temp_path, self.path)
+        publish(self._temp_path, self.path)
         if self._fsync:
             _fsync_directory(os.path.dirname(os.path.abspath(self.path)))
 

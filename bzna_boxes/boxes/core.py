@@ -16,13 +16,12 @@ part in equality, so equal boxes at different offsets compare equal.
 
 from __future__ import annotations
 
-import os
 import struct
-import tempfile
 from typing import Any, Iterable, Mapping
 
 from construct import ConstructError, Construct, Container, ListContainer, SizeofError
 
+from ..atomic import atomic_file
 from ..errors import BoxError
 from ..stream import ChunkWriter, ViewStream, as_memoryview
 
@@ -320,16 +319,9 @@ class _BoxConstruct(Construct):
         """Build into ``filename`` through a temporary file beside it, renamed into place on success."""
         out = ChunkWriter()
         self._build_chunks(obj, out)
-        directory, name = os.path.split(os.path.abspath(os.fspath(filename)))
-        fd, temp = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                for chunk in out.chunks:
-                    f.write(chunk)
-            os.replace(temp, filename)
-        except BaseException:
-            os.unlink(temp)
-            raise
+        with atomic_file(filename) as f:
+            for chunk in out.chunks:
+                f.write(chunk)
         return obj
 
     def _build(self, obj, stream, context, path):

@@ -61,13 +61,12 @@ def open_decoder(device: Any = "auto", **options: Any) -> Decoder:
 
 def run(args) -> int:
     """``bzna decode FILE INDEX -o OUT.png [--track] [--device]``: one sample's image to a PNG."""
-    import os
     import sys
-    import tempfile
 
     import numpy as np
     from PIL import Image
 
+    from ..atomic import atomic_file
     from ..dataset import Dataset
 
     dataset = Dataset(args.file)
@@ -83,15 +82,8 @@ def run(args) -> int:
     rgb = decoder.decode(image)
     if not isinstance(rgb, np.ndarray):
         rgb = rgb.cpu().numpy()
-    folder = os.path.dirname(os.path.abspath(args.output))
-    handle, temporary = tempfile.mkstemp(prefix=".bzna-decode-", suffix=".png", dir=folder)
-    try:
-        with os.fdopen(handle, "wb") as out:
-            Image.fromarray(rgb).save(out, format="PNG")
-        os.replace(temporary, args.output)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    with atomic_file(args.output) as out:
+        Image.fromarray(rgb).save(out, format="PNG")
     device = getattr(decoder, "device", "cpu")
     print(f"{args.output}: {rgb.shape[1]}x{rgb.shape[0]} RGB, sample {args.index} ({args.track}), decoded on {device}")
     return 0
