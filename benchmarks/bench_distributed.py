@@ -73,7 +73,7 @@ def bench_builds(src: Path, work: Path, count: int, runs: int) -> dict[str, list
     times: dict[str, list[float]] = {"local pool, 2 workers": [], "LocalCluster, 1 worker": [], "LocalCluster, 2 workers": []}
     clusters = {}
     for n in (1, 2):
-        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None)
+        cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0")
         clusters[n] = (cluster, Client(cluster))
     try:
         for run in range(runs):  # round-robin, so that drifts in machine load hit every row alike

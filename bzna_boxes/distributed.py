@@ -238,7 +238,7 @@ def _local_client(workers: int | None):
         n_workers=workers or available_cores(),
         threads_per_worker=1,
         processes=True,
-        dashboard_address=None,
+        dashboard_address=":0",
     )
     return Client(cluster), cluster
 
