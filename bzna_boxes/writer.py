@@ -242,13 +242,16 @@ class DatasetWriter:
 
     def add(self, image: Any, target: int = layout.NO_TARGET, filename: str = "") -> None:
         """Add one image: an H x W x 3 uint8 RGB array (encoded here; any array-like) or an ``EncodedSample``."""
-        if isinstance(image, np.ndarray) or hasattr(image, "__array__") or hasattr(image, "__array_interface__"):
+        if not (hasattr(image, "thumbnail") and hasattr(image, "image")):
+            if not (isinstance(image, np.ndarray) or hasattr(image, "__array__") or hasattr(image, "__array_interface__")):
+                raise TypeError(f"add() takes an RGB array or an EncodedSample, not {type(image).__name__}")
             from .encode import encode_image
 
             image = encode_image(np.asarray(image), **self.encode_options)
-        elif not (hasattr(image, "image") and hasattr(image, "thumbnail")):
-            raise TypeError(f"add() takes an RGB array or an EncodedSample, not {type(image).__name__}")
-        self.add_sample(InnerSample.from_encoded(image, target, filename))
+        template = _template_for(image.image, image.thumbnail)
+        name = filename.encode("utf-8")
+        data, thumb_at, thumb_size = template.pack(image.image, image.thumbnail, target, name)
+        self._append(data, thumb_at, thumb_size, template.thumbnail_config, target, name)
 
     def add_sample(self, sample: InnerSample) -> None:
         """Add a sample whose inner MP4 is already built (e.g. by a worker process)."""
@@ -256,6 +259,10 @@ class DatasetWriter:
         size = len(data)
         if not (0 < thumb_size and 0 <= thumb_at and thumb_at + thumb_size <= size):
             raise ValueError(f"inner sample of {size} bytes with its thumbnail at {thumb_at}+{thumb_size}")
+        self._append(data, thumb_at, thumb_size, config, target, filename.encode("utf-8"))
+
+    def _append(self, data: bytes, thumb_at: int, thumb_size: int, config: bytes, target: int, name: bytes) -> None:
+        """Write one inner sample and record its table row."""
         if self._closed:
             raise ValueError(f"DatasetWriter for {self.path} is closed")
         if config is self._last_config:
@@ -263,7 +270,7 @@ class DatasetWriter:
         else:
             entry = self._configs.setdefault(config, len(self._configs) + 1)
             self._last_config, self._last_entry = config, entry
-        name = filename.encode("utf-8")
+        size = len(data)
         try:
             row = _PACK_ROW(size, thumb_at, thumb_size, entry, len(name), target)
         except struct.error:
