@@ -155,7 +155,9 @@ class EncodedFrame:
 
     def annexb(self) -> bytes:
         """The picture as an Annex B stream: the ``hvcc`` NAL units, then the payload's."""
-        return hevc.sample_to_annexb(self.payload, self.hvcc)
+        from .decode.annexb import sample_to_annexb
+
+        return bytes(sample_to_annexb(self.payload, self.hvcc))
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,6 @@ __all__ = [
     "nal_unit_type",
     "to_length_prefixed",
     "from_length_prefixed",
-    "sample_to_annexb",
     "hvcc_fields",
     "hvcc_fields_from_annexb",
 ]
@@ -132,18 +131,6 @@ def from_length_prefixed(data: bytes, length_size: int = 4) -> list[bytes]:
         nals.append(bytes(data[pos : pos + size]))
         pos += size
     return nals
-
-
-def sample_to_annexb(sample: bytes, hvcc: dict) -> bytes:
-    """An MP4 sample as an Annex B access unit, ready for a raw H.265 decoder.
-
-    ``hvcc`` is a record as :func:`hvcc_fields` gives it (or an ``hvcC`` box parsed
-    with the same field names): the NAL units of all its arrays (parameter sets, then
-    SEI) come first, then the sample's, each with a 4-byte start code.
-    """
-    length_size = hvcc.get("length_size_minus_one", 3) + 1
-    nals = [nal for array in hvcc["arrays"] for nal in array["nalus"]]
-    return to_annexb(nals + from_length_prefixed(sample, length_size))
 
 
 # ---------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bzna_boxes import Box, BoxError, hevc
+from bzna_boxes.decode.annexb import sample_to_annexb
 
 av = pytest.importorskip("av")
 
@@ -541,11 +542,11 @@ def test_sample_to_annexb_decodes():
     extradata, packet = bare_encode(noise(64, 96))
     fields = hevc.hvcc_fields_from_annexb(extradata)
     sample = hevc.to_length_prefixed(hevc.split_annexb(packet))
-    annexb = hevc.sample_to_annexb(sample, fields)
+    annexb = bytes(sample_to_annexb(sample, fields))
     assert hevc.split_annexb(annexb) == hevc.split_annexb(extradata + packet)
     # the hvcC box as the library parses it works the same way
     parsed = Box.parse(Box.build(dict(type="hvcC", **fields)))
-    assert hevc.sample_to_annexb(sample, parsed) == annexb
+    assert sample_to_annexb(sample, parsed) == annexb
     ctx = av.CodecContext.create("hevc", "r")
     (frame,) = [*ctx.decode(av.Packet(annexb)), *ctx.decode(None)]
     assert (frame.width, frame.height) == (96, 64)

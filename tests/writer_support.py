@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bzna_boxes import Boxes, find, hevc, layout
+from bzna_boxes import Boxes, find, layout
+from bzna_boxes.decode.annexb import sample_to_annexb
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "fixtures" / "images"
@@ -25,7 +26,7 @@ def decode(payload, hvcc: dict) -> np.ndarray:
     import av
 
     codec = av.CodecContext.create("hevc", "r")
-    frames = [*codec.decode(av.Packet(hevc.sample_to_annexb(bytes(payload), dict(hvcc)))), *codec.decode(None)]
+    frames = [*codec.decode(av.Packet(bytes(sample_to_annexb(payload, hvcc)))), *codec.decode(None)]
     assert len(frames) == 1
     return frames[0].to_ndarray(format="rgb24")
 
