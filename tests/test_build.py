@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from guides import run_console_examples, run_python_examples
 from writer_support import IMAGES, REPO, crop_to_clap, decode, gradient, hvcc_of, inner_tracks, sample_bytes, tables
 
 from bzna_boxes import layout
@@ -227,40 +228,12 @@ def test_exception_mid_build_leaves_no_output(tmp_path):
 GUIDE = REPO / "docs" / "building.md"
 
 
-def guide_blocks(kind: str) -> list[str]:
-    import re
-
-    return [body for lang, body in re.findall(r"^```(\w*)\n(.*?)^```", GUIDE.read_text(encoding="utf-8"), re.S | re.M) if lang == kind]
-
-
 def test_the_building_guide_runs(tmp_path, monkeypatch):
-    import contextlib
-    import doctest
-    import io
-    import re
-    import shlex
-
     pytest.importorskip("av", reason="the guide encodes with libx265 through PyAV")
     (tmp_path / "fixtures").symlink_to(REPO / "fixtures")
     monkeypatch.chdir(tmp_path)
-    text = "\n".join(guide_blocks("python"))
-    test = doctest.DocTestParser().get_doctest(text, {"__name__": "building_md"}, "docs/building.md", str(GUIDE), 0)
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    output = io.StringIO()
-    runner.run(test, out=output.write)
-    assert runner.failures == 0, output.getvalue()
-    assert runner.tries >= 15
-    checker = doctest.OutputChecker()
-    ran = 0
-    for block in guide_blocks("console"):
-        for command, expected in re.findall(r"^\$ (.*)\n((?:(?!\$ ).*\n)*)", block, re.M):
-            args = shlex.split(command)
-            assert args[0] == "bzna"
-            out = io.StringIO()
-            with contextlib.redirect_stdout(out):
-                assert main(args[1:]) == 0, command
-            assert checker.check_output(expected, out.getvalue(), doctest.ELLIPSIS), f"{command}\nexpected:\n{expected}got:\n{out.getvalue()}"
-            ran += 1
+    assert run_python_examples(GUIDE) >= 15
+    ran = run_console_examples(GUIDE)
     assert ran == 3
     assert (tmp_path / "photos.classes.txt").read_text() == "cat\ncoffee\nspace\n"
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")) == []
