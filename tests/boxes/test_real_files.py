@@ -11,7 +11,6 @@ import tracemalloc
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from bzna_boxes import Box, Boxes, find, find_all, walk
