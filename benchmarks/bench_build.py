@@ -45,6 +45,7 @@ sys.path.insert(0, str(ROOT))
 
 from bzna_boxes.cli import main as bzna  # noqa: E402
 from bzna_boxes.encode import DEFAULT_CRF, DEFAULT_PRESET, load_rgb, pad_to_multiple, x265_options  # noqa: E402
+from photos import photo_folder  # noqa: E402
 
 SIZE = (500, 375)
 ONE_THREAD = "pools=1:frame-threads=1"
@@ -53,21 +54,7 @@ ONE_THREAD = "pools=1:frame-threads=1"
 
 def make_sources(folder: Path, n: int) -> list[Path]:
     """n distinct 500x375 JPEG q90 crops of the fixture photographs, in class folders."""
-    from PIL import Image
-
-    photos = sorted((ROOT / "fixtures" / "images").rglob("*.jpg"))
-    paths = []
-    for i in range(n):
-        src = Image.fromarray(load_rgb(photos[i % len(photos)]))
-        zoom = 1 + 0.05 * (i // len(photos))
-        scale = zoom * max(SIZE[0] / src.width, SIZE[1] / src.height)
-        big = src.resize((max(SIZE[0], round(src.width * scale)), max(SIZE[1], round(src.height * scale))), Image.Resampling.LANCZOS)
-        left, top = (big.width - SIZE[0]) // 2, (big.height - SIZE[1]) // 2
-        path = folder / f"class{i % 3}" / f"{i:05d}.jpg"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        big.crop((left, top, left + SIZE[0], top + SIZE[1])).save(path, "JPEG", quality=90)
-        paths.append(path)
-    return paths
+    return photo_folder(folder, SIZE, n)
 
 
 def bare_encode(frame_rgb: np.ndarray, options: dict) -> int:

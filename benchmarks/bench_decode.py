@@ -41,8 +41,8 @@ sys.path.insert(0, str(ROOT))
 
 from bzna_boxes import layout  # noqa: E402
 from bzna_boxes.decode import CpuDecoder, NvdecDecoder, to_annexb  # noqa: E402
-from bzna_boxes.encode import load_rgb  # noqa: E402
 from bzna_boxes.errors import DecoderUnavailable  # noqa: E402
+from photos import photo_crops  # noqa: E402
 
 TYPICAL = (500, 375)
 LARGE = (800, 600)
@@ -50,19 +50,7 @@ LARGE = (800, 600)
 
 def crops(size: tuple[int, int], n: int) -> list[np.ndarray]:
     """n distinct crops of ``size`` from the fixture photographs (zoomed a little more each round)."""
-    from PIL import Image
-
-    paths = sorted((ROOT / "fixtures" / "images").glob("*/*.jpg"))
-    out = []
-    for i in range(n):
-        src = Image.fromarray(load_rgb(paths[i % len(paths)]))
-        zoom = 1 + 0.1 * (i // len(paths))
-        scale = zoom * max(size[0] / src.width, size[1] / src.height)
-        big = src.resize((max(size[0], round(src.width * scale)), max(size[1], round(src.height * scale))), Image.Resampling.LANCZOS)
-        left, top = (big.width - size[0]) // 2, (big.height - size[1]) // 2
-        crop = np.asarray(big.crop((left, top, left + size[0], top + size[1])))
-        out.append(np.ascontiguousarray(crop[:, ::-1]) if i % 2 else crop)
-    return out
+    return photo_crops(size, n, zoom_step=0.1, mirror_odd=True)
 
 
 def build(path: Path, images: list[np.ndarray], preset: str) -> Path:

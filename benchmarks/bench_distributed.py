@@ -28,27 +28,15 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from photos import photo_folder  # noqa: E402
 
 IMAGENET = 1_431_167
 
 
 def make_sources(root: Path, count: int) -> Path:
     """``count`` 500x375 JPEGs cut from the fixture photographs, in 10 class folders."""
-    from PIL import Image
-
-    photos = sorted((REPO / "fixtures" / "images").glob("*/*.jpg"))
-    rng = np.random.default_rng(0)
-    src = root / "src"
-    for i in range(count):
-        photo = Image.open(photos[i % len(photos)]).convert("RGB")
-        scale = max(500 / photo.width, 375 / photo.height) * rng.uniform(1.0, 1.6)
-        photo = photo.resize((max(500, round(photo.width * scale)), max(375, round(photo.height * scale))), Image.LANCZOS)
-        x = int(rng.integers(0, photo.width - 500 + 1))
-        y = int(rng.integers(0, photo.height - 375 + 1))
-        folder = src / f"class{i % 10:02d}"
-        folder.mkdir(parents=True, exist_ok=True)
-        photo.crop((x, y, x + 500, y + 375)).save(folder / f"img{i:05d}.jpg", quality=90)
-    return src
+    photo_folder(root / "src", (500, 375), count, classes=10)
+    return root / "src"
 
 
 def time_local(src: Path, out: Path, workers: int) -> float:
