@@ -184,20 +184,20 @@ def test_max_short_side_zero_keeps_the_size(tmp_path):
     assert main(["build", str(root), str(out), "--max-short-side", "-3"]) == 2
 
 
-def test_ctrl_c_leaves_no_output(tmp_path):
-    image = tmp_path / "img.png"
-    Image.fromarray(gradient(64, 48)).save(image)
+def start_long_build(tmp_path, images: int, workers: int):
+    """Start ``bzna build`` of ``images`` copies of one small image in a child process; (process, its output folder)."""
+    Image.fromarray(gradient(64, 48)).save(tmp_path / "img.png")
     listing = tmp_path / "list.txt"
-    listing.write_text("".join(f"img.png,{i % 5}\n" for i in range(3000)))
+    listing.write_text("".join(f"img.png,{i % 5}\n" for i in range(images)))
     out_dir = tmp_path / "out"
     out_dir.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bzna_boxes", "build", str(listing), str(out_dir / "d.bzna"), "--preset", "ultrafast", "--workers", "1", "-q"],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    command = [sys.executable, "-m", "bzna_boxes", "build", str(listing), str(out_dir / "d.bzna"), "--preset", "ultrafast", "--workers", str(workers), "-q"]
+    return subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True), out_dir
+
+
+def test_ctrl_c_leaves_no_output(tmp_path):
+    process, out_dir = start_long_build(tmp_path, images=3000, workers=1)
     deadline = time.monotonic() + 60
     while not any(n.endswith(".tmp") for n in os.listdir(out_dir)):
         assert process.poll() is None and time.monotonic() < deadline, "the build never started writing"
@@ -248,19 +248,7 @@ def test_bad_encoder_options_fail_before_any_image(tmp_path, capsys):
 
 @pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="finds the worker processes through /proc")
 def test_a_killed_worker_fails_the_build_without_hanging(tmp_path):
-    image = tmp_path / "img.png"
-    Image.fromarray(gradient(64, 48)).save(image)
-    listing = tmp_path / "list.txt"
-    listing.write_text("".join(f"img.png,{i % 5}\n" for i in range(5000)))
-    out_dir = tmp_path / "out"
-    out_dir.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bzna_boxes", "build", str(listing), str(out_dir / "d.bzna"), "--preset", "ultrafast", "--workers", "2", "-q"],
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    process, out_dir = start_long_build(tmp_path, images=5000, workers=2)
 
     def workers() -> list[int]:
         found = []
