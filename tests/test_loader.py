@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import DistributedSampler, SequentialSampler
 
 from bzna_boxes import DecoderUnavailable, layout
+from bzna_boxes.dataset import ImageNet
 from bzna_boxes.encode import encode_image
 from bzna_boxes.torch import Loader
 
@@ -114,6 +115,34 @@ def test_a_distributed_sampler_shards_the_dataset(dataset):
     assert [len(t) for _, t in Loader(dataset, 4, device="cpu", size=(8, 8), sampler=SequentialSampler(range(6)))] == [4, 2]
     with pytest.raises(ValueError, match="exclusive"):
         Loader(dataset, 4, shuffle=True, sampler=SequentialSampler(range(6)), device="cpu")
+
+
+def test_imagenet_splits_feed_the_loader(tmp_path):
+    """ImageNet(split=...) counts its splits from the end: train, val and test batch their own samples."""
+    encoded = encoded_flat_images()
+    val_at = 10  # 10 train samples, then 50,000 val, then 100,000 test (the seed's split sizes)
+    test_at = val_at + layout.IMAGENET_VAL
+    real = {**{i: i for i in range(10)}, val_at: 2, val_at + 1: 7, test_at: 4, test_at + 1: 9}  # sample -> image
+    items = [
+        (encoded[real[i]], TARGETS[real[i]], f"{i}.png") if i in real else (None, 0, f"{i}.png")
+        for i in range(test_at + layout.IMAGENET_TEST)
+    ]
+    path = build_dataset(tmp_path / "imagenet.bzna", items)
+    train, val, test = (ImageNet(path, split=split) for split in ("train", "val", "test"))
+    assert (len(train), len(val), len(test)) == (10, layout.IMAGENET_VAL, layout.IMAGENET_TEST)
+
+    got = batches(Loader(train, batch_size=4, device="cpu", size=(8, 8)))
+    assert [len(t) for _, t in got] == [4, 4, 2]
+    assert torch.cat([t for _, t in got]).tolist() == TARGETS
+    for images, targets in got:
+        assert_aligned(images, targets)
+    shuffled = torch.cat([t for _, t in Loader(train, batch_size=4, shuffle=True, seed=3, device="cpu", size=(8, 8))])
+    assert sorted(shuffled.tolist()) == sorted(TARGETS) and shuffled.tolist() != TARGETS
+
+    for split, first in ((val, [2, 7]), (test, [4, 9])):
+        (images, targets), = batches(Loader(split, batch_size=2, device="cpu", size=(8, 8), sampler=SequentialSampler(range(2))))
+        assert targets.tolist() == [TARGETS[i] for i in first]
+        assert_aligned(images, targets)
 
 
 def test_missing_samples_are_skipped_with_a_warning(tmp_path, caplog):
