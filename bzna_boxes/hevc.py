@@ -17,7 +17,9 @@ FFmpeg's mp4 muxer writes for the same parameter sets with the ``hvc1`` sample e
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
+from typing import NamedTuple
 
 from .errors import BoxError
 
@@ -37,6 +39,8 @@ __all__ = [
     "from_length_prefixed",
     "hvcc_fields",
     "hvcc_fields_from_annexb",
+    "VideoSignal",
+    "video_signal",
 ]
 
 # NAL unit types (ISO/IEC 23008-2 Table 7-1) that the library cares about.
@@ -49,6 +53,7 @@ SUFFIX_SEI = 40
 PARAMETER_SET_TYPES = frozenset((VPS, SPS, PPS))
 _NAMES = {VPS: "VPS", SPS: "SPS", PPS: "PPS", PREFIX_SEI: "prefix SEI", SUFFIX_SEI: "suffix SEI"}
 
+_UNSPECIFIED = 2  # colour description code "unspecified" (ITU-T H.273)
 _MAX_SPATIAL_SEGMENTATION = 4096  # largest value of the u(12) field
 _MAX_SHORT_TERM_REF_PIC_SETS = 64
 
@@ -197,6 +202,10 @@ class _Record:
         self.bit_depth_chroma_minus8 = 0
         self.num_temporal_layers = 0
         self.temporal_id_nested = 0
+        self.video_full_range_flag = 0
+        self.colour_primaries = _UNSPECIFIED
+        self.transfer_characteristics = _UNSPECIFIED
+        self.matrix_coeffs = _UNSPECIFIED
 
     def profile_tier_level(self, r: _BitReader, max_sub_layers_minus1: int) -> None:
         profile_space = r.u(2)
@@ -288,9 +297,12 @@ class _Record:
         if r.u(1):  # overscan_info_present_flag
             r.skip(1)
         if r.u(1):  # video_signal_type_present_flag
-            r.skip(4)  # video_format, video_full_range_flag
+            r.skip(3)  # video_format
+            self.video_full_range_flag = r.u(1)
             if r.u(1):  # colour_description_present_flag
-                r.skip(24)
+                self.colour_primaries = r.u(8)
+                self.transfer_characteristics = r.u(8)
+                self.matrix_coeffs = r.u(8)
         if r.u(1):  # chroma_loc_info_present_flag
             r.ue(), r.ue()
         r.skip(3)  # neutral_chroma_indication, field_seq, frame_field_info_present
@@ -516,4 +528,42 @@ def hvcc_fields_from_annexb(data: bytes, **kwargs) -> dict:
         by_type.get(PPS, []),
         by_type.get(PREFIX_SEI, []) + by_type.get(SUFFIX_SEI, []),
         **kwargs,
+    )
+
+
+# ---------------------------------------------------------------------------
+# The video signal an SPS describes
+
+
+class VideoSignal(NamedTuple):
+    """How to read an SPS's samples: its VUI's signal type (ITU-T H.273 codes), chroma and bit depth.
+
+    Codes a VUI leaves out are 2, "unspecified"; ``full_range`` is False (16-235 luma) unless
+    the VUI sets ``video_full_range_flag``.
+    """
+
+    matrix_coefficients: int = _UNSPECIFIED
+    full_range: bool = False
+    colour_primaries: int = _UNSPECIFIED
+    transfer_characteristics: int = _UNSPECIFIED
+    chroma_format_idc: int = 1
+    bit_depth_luma: int = 8
+    bit_depth_chroma: int = 8
+
+
+@functools.lru_cache(maxsize=256)
+def video_signal(sps: bytes) -> VideoSignal:
+    """The :class:`VideoSignal` of one SPS NAL unit (no start code); :class:`HevcError` if malformed."""
+    if len(sps) < 3 or nal_unit_type(sps) != SPS:
+        raise HevcError("not an SPS NAL unit")
+    record = _Record()
+    record.sps(_BitReader(_rbsp(sps)[2:], "SPS"))
+    return VideoSignal(
+        matrix_coefficients=record.matrix_coeffs,
+        full_range=bool(record.video_full_range_flag),
+        colour_primaries=record.colour_primaries,
+        transfer_characteristics=record.transfer_characteristics,
+        chroma_format_idc=record.chroma_format_idc,
+        bit_depth_luma=record.bit_depth_luma_minus8 + 8,
+        bit_depth_chroma=record.bit_depth_chroma_minus8 + 8,
     )

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .hevc import VideoSignal
 
 __all__ = ["CleanAperture", "EncodedImage"]
 
@@ -58,6 +61,16 @@ class EncodedImage:
     height: int
     clean_aperture: CleanAperture
     codec: str = "hvc1"
+
+    @property
+    def video_signal(self) -> "VideoSignal":
+        """How to read the decoded samples: what the VUI of the first SPS in ``hvcc`` states."""
+        from .hevc import SPS, VideoSignal, video_signal
+
+        for array in self.hvcc.get("arrays", ()):
+            if array["nal_unit_type"] == SPS and array["nalus"]:
+                return video_signal(bytes(array["nalus"][0]))
+        return VideoSignal()
 
     @property
     def length_size(self) -> int:

@@ -3,9 +3,9 @@
 Each thread keeps one ``hevc`` decoder context and reuses it: an image is one access unit
 (parameter sets + one intra picture, :func:`~.annexb.to_annexb`), sent, drained, then the
 context is reset with ``flush_buffers()`` for the next one (about twice as fast as opening a
-context per image). The whole frame is converted to RGB with swscale's accurate path (see
-:mod:`.colour` for the formula both decoders share), one swscale context per thread and frame
-size, then cropped to the clean aperture: converting only the crop would change the size from
+context per image). The whole frame is converted to RGB with swscale's accurate path, with the
+matrix and range the stream's VUI states (see :mod:`.colour` for the formula both decoders
+share), one swscale context per thread, frame size and conversion, then cropped to the clean aperture: converting only the crop would change the size from
 image to image, and setting up a new swscale context costs more than the pixels it saves.
 """
 
@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import BoxError
 from ..image import EncodedImage
 from .annexb import to_annexb
-from .colour import check_aperture
+from .colour import BT601_LIMITED, YuvToRgb, check_aperture, yuv_to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
     import av
@@ -59,6 +59,7 @@ class CpuDecoder:
         """The whole decoded picture (coded size, padding included) as a PyAV ``VideoFrame``."""
         import av
 
+        yuv_to_rgb(image.video_signal)  # refuse what cannot be converted before decoding it
         packet = av.Packet(to_annexb(image))
         context = self._context()
         try:
@@ -79,26 +80,28 @@ class CpuDecoder:
                 f"{image.frame_width}x{image.frame_height}",
                 path="sample",
             )
-        if frame.format.name != "yuv420p":
+        if frame.format.name not in ("yuv420p", "yuvj420p"):
             raise BoxError(f"pictures in {frame.format.name} are not supported (8-bit 4:2:0 only)", path="sample")
         return frame
 
     def decode(self, image: EncodedImage) -> np.ndarray:
         """Decode one image to a ``height x width x 3`` uint8 RGB array (the clean aperture)."""
         frame = self.decode_frame(image)
+        conversion = yuv_to_rgb(image.video_signal)
         converters = getattr(self._local, "converters", None)
         if converters is None:
             converters = self._local.converters = {}
-        converter = converters.get((frame.width, frame.height))
+        key = (frame.width, frame.height, conversion)
+        converter = converters.get(key)
         if converter is None:
             if len(converters) >= 8:
                 converters.clear()
-            converter = converters[frame.width, frame.height] = RgbConverter(frame.width, frame.height)
+            converter = converters[key] = RgbConverter(frame.width, frame.height, conversion)
         return converter.convert(frame, image.clean_aperture)
 
 
 class RgbConverter:
-    """yuv420p frames of one size to RGB (BT.601 limited, :mod:`.colour`), cropped; one thread's.
+    """yuv420p frames of one size and conversion (:mod:`.colour`) to RGB, cropped; one thread's.
 
     The planes are first copied into a frame of our own: that drops the chroma location the
     decoder attaches (H.265's default, "left"), which would make swscale shift chroma by half a
@@ -106,13 +109,15 @@ class RgbConverter:
     (setting one up for the accurate path costs about as much as a conversion).
     """
 
-    def __init__(self, width: int, height: int):
+    def __init__(self, width: int, height: int, conversion: YuvToRgb = BT601_LIMITED):
         import av
         from av.video.reformatter import ColorRange, Colorspace, VideoReformatter
 
+        self.colorspace = Colorspace(conversion.matrix)  # swscale's codes are H.273's
+        self.color_range = ColorRange.JPEG if conversion.full_range else ColorRange.MPEG
         self.staging = av.VideoFrame(width, height, "yuv420p")
-        self.staging.colorspace = Colorspace.ITU601
-        self.staging.color_range = ColorRange.MPEG
+        self.staging.colorspace = self.colorspace
+        self.staging.color_range = self.color_range
         self.planes = [
             np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[: plane.height, : plane.width]
             for plane in self.staging.planes
@@ -121,7 +126,7 @@ class RgbConverter:
 
     def convert(self, frame: "av.VideoFrame", aperture) -> np.ndarray:
         """The RGB pixels of ``frame`` inside ``aperture``, as an H x W x 3 uint8 array."""
-        from av.video.reformatter import Colorspace, Interpolation
+        from av.video.reformatter import Interpolation
 
         check_aperture(aperture, frame.width, frame.height)
         for plane, target in zip(frame.planes, self.planes):
@@ -130,13 +135,14 @@ class RgbConverter:
         rgb = self.reformatter.reformat(
             self.staging,
             format="rgb24",
-            src_colorspace=Colorspace.ITU601,
+            src_colorspace=self.colorspace,
+            src_color_range=self.color_range,
             interpolation=Interpolation.BILINEAR | Interpolation.ACCURATE_RND | Interpolation.FULL_CHR_H_INT,
         ).to_ndarray()
         a = aperture
         return np.ascontiguousarray(rgb[a.y : a.y + a.height, a.x : a.x + a.width])
 
 
-def frame_to_rgb(frame: "av.VideoFrame", aperture) -> np.ndarray:
-    """Convert a yuv420p ``VideoFrame`` to RGB (BT.601 limited, :mod:`.colour`) inside ``aperture``."""
-    return RgbConverter(frame.width, frame.height).convert(frame, aperture)
+def frame_to_rgb(frame: "av.VideoFrame", aperture, conversion: YuvToRgb = BT601_LIMITED) -> np.ndarray:
+    """Convert a yuv420p ``VideoFrame`` to RGB (by ``conversion``, :mod:`.colour`) inside ``aperture``."""
+    return RgbConverter(frame.width, frame.height, conversion).convert(frame, aperture)

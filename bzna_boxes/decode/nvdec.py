@@ -7,7 +7,7 @@ picture of that very packet. The NV12 surface comes out in device memory
 (``usedevicememory=True``) and reaches torch through DLPack (``torch.from_dlpack``), on a CUDA
 stream the session shares with the conversion, so no copy ever goes through host memory.
 :func:`~.colour.nv12_to_rgb` then crops to the clean aperture and converts to RGB on the GPU, with
-the arithmetic of the CPU path.
+the arithmetic of the CPU path and the matrix and range the stream's VUI states.
 
 One session decodes one coded size (thumbnails are all 512x512); each thread keeps its own
 sessions, keyed by coded size, the least recently used dropped past ``max_sessions``.
@@ -34,7 +34,7 @@ import numpy as np
 from ..errors import BoxError, DecoderUnavailable
 from ..image import EncodedImage
 from .annexb import to_annexb
-from .colour import nv12_to_rgb
+from .colour import nv12_to_rgb, yuv_to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -194,4 +194,5 @@ class NvdecDecoder:
 
     def decode(self, image: EncodedImage) -> "torch.Tensor":
         """Decode one image to a uint8 RGB tensor on the GPU, cropped to the clean aperture."""
-        return nv12_to_rgb(self.decode_nv12(image), image.clean_aperture, self.layout)
+        conversion = yuv_to_rgb(image.video_signal)  # before decoding: refuse what cannot be converted
+        return nv12_to_rgb(self.decode_nv12(image), image.clean_aperture, self.layout, conversion)
