@@ -64,12 +64,21 @@ class EncodedImage:
 
     @property
     def video_signal(self) -> "VideoSignal":
-        """How to read the decoded samples: what the VUI of the first SPS in ``hvcc`` states."""
+        """How to read the decoded samples: what the VUI of the first SPS states.
+
+        The SPS is looked for in ``hvcc``, then in the payload (``hev1`` streams may carry their
+        parameter sets in band only); without one, the defaults (unspecified, limited range).
+        """
+        from .decode.annexb import nal_spans
         from .hevc import SPS, VideoSignal, video_signal
 
         for array in self.hvcc.get("arrays", ()):
             if array["nal_unit_type"] == SPS and array["nalus"]:
                 return video_signal(bytes(array["nalus"][0]))
+        payload = memoryview(self.payload).cast("B")
+        for start, end in nal_spans(payload, self.length_size):
+            if (payload[start] >> 1) & 0x3F == SPS:
+                return video_signal(bytes(payload[start:end]))
         return VideoSignal()
 
     @property

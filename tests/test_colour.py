@@ -140,6 +140,17 @@ def test_a_dataset_of_full_range_bt709_pictures_decodes_to_its_colours(tmp_path)
     assert decoded.shape == (300, 500, 3) and psnr(decoded, rgb[:300, :500]) >= 40
 
 
+def test_parameter_sets_in_band_only_are_read_too(decoder):
+    """An hev1-style sample: no parameter sets in hvcC, VPS/SPS/PPS in the payload."""
+    rgb = smooth_picture()
+    frame = encode_lossless(rgb, Colorspace.ITU709, True, vui("bt709", True))
+    in_band = [nal for array in frame.hvcc["arrays"] for nal in array["nalus"]]
+    slices = hevc.from_length_prefixed(frame.payload)
+    image = frame_image(EncodedFrame(hevc.to_length_prefixed(in_band + slices), {**frame.hvcc, "arrays": []}, 64, 48, 64, 48))
+    assert (image.video_signal.matrix_coefficients, image.video_signal.full_range) == (1, True)
+    assert psnr(decoder.decode(image), rgb) >= 40
+
+
 @pytest.mark.parametrize(
     "matrix, pix_fmt, words",
     [("ycgco", "yuv420p", "YCgCo"), ("bt2020c", "yuv420p", "constant luminance"), ("bt709", "yuv420p10le", "10-bit 4:2:0")],
