@@ -252,7 +252,8 @@ def sidecar_paths(out: str | os.PathLike) -> tuple[str, str]:
 
 
 def _write_atomically(path: str, text: str) -> None:
-    with atomic_file(path, "w", encoding="utf-8", newline="") as f:
+    # A name that is not UTF-8 (a Linux filename's bytes, as surrogate escapes) is written as its bytes.
+    with atomic_file(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
         f.write(text)
 
 
@@ -391,6 +392,11 @@ def _print_summary(result: BuildResult, workers: int) -> None:
         count = len(result.failures)
         print(f"{count} image{'s' if count != 1 else ''} could not be stored, see {result.report_path}:")
         for index, filename, reason in result.failures[:5]:
-            print(f"  {index}  {filename}  {reason}")
+            print(f"  {index}  {_printable(filename)}  {_printable(reason)}")
         if len(result.failures) > 5:
             print(f"  ... and {len(result.failures) - 5} more")
+
+
+def _printable(text: str) -> str:
+    """``text`` with the undecodable bytes of a filename (surrogate escapes) shown as ``\\udcXX``."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -54,6 +54,11 @@ _IMAGE_AT = layout.FILE_TYPE_SIZE + 8
 _PACK_TARGET = struct.Struct("<q").pack
 
 
+def _name_bytes(filename: str) -> bytes:
+    """A filename as stored: UTF-8, and a file system name's undecodable bytes (surrogate escapes) as they were."""
+    return filename.encode("utf-8", "surrogateescape")
+
+
 class InnerSample(NamedTuple):
     """One sample ready to be written: its inner MP4 and what the outer tables need of it.
 
@@ -72,7 +77,7 @@ class InnerSample(NamedTuple):
     def from_encoded(cls, encoded: Any, target: int = layout.NO_TARGET, filename: str = "") -> "InnerSample":
         """The inner sample of an :class:`~bzna_boxes.encode.EncodedSample` (bytes equal to :func:`layout.inner_sample`)."""
         template = _template_for(encoded.image, encoded.thumbnail)
-        data, thumb_at, thumb_size = template.pack(encoded.image, encoded.thumbnail, target, filename.encode("utf-8"))
+        data, thumb_at, thumb_size = template.pack(encoded.image, encoded.thumbnail, target, _name_bytes(filename))
         return cls(data, thumb_at, thumb_size, template.thumbnail_config, int(target), filename)
 
 
@@ -249,7 +254,7 @@ class DatasetWriter:
 
             image = encode_image(np.asarray(image), **self.encode_options)
         template = _template_for(image.image, image.thumbnail)
-        name = filename.encode("utf-8")
+        name = _name_bytes(filename)
         data, thumb_at, thumb_size = template.pack(image.image, image.thumbnail, target, name)
         self._append(data, thumb_at, thumb_size, template.thumbnail_config, target, name)
 
@@ -259,7 +264,7 @@ class DatasetWriter:
         size = len(data)
         if not (0 < thumb_size and 0 <= thumb_at and thumb_at + thumb_size <= size):
             raise ValueError(f"inner sample of {size} bytes with its thumbnail at {thumb_at}+{thumb_size}")
-        self._append(data, thumb_at, thumb_size, config, target, filename.encode("utf-8"))
+        self._append(data, thumb_at, thumb_size, config, target, _name_bytes(filename))
 
     def _append(self, data: bytes, thumb_at: int, thumb_size: int, config: bytes, target: int, name: bytes) -> None:
         """Write one inner sample and record its table row."""
@@ -287,7 +292,7 @@ class DatasetWriter:
         """
         if self._closed:
             raise ValueError(f"DatasetWriter for {self.path} is closed")
-        name = filename.encode("utf-8")
+        name = _name_bytes(filename)
         try:
             row = _PACK_ROW(0, 0, 0, 0, len(name), target)
         except struct.error:
