@@ -115,8 +115,12 @@ def _image_folder(root: str) -> SourceList:
     for target, name in enumerate(classes):
         folder = os.path.join(root, name)
         walked = []
+        above = {folder: {_folder_id(root)}}
         for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-            dirnames[:] = [d for d in dirnames if not d.startswith(".")]  # not descended into
+            here = above.pop(dirpath) | {_folder_id(dirpath)}
+            # not descended into: hidden folders, and links back to a folder above (a cycle)
+            dirnames[:] = [d for d in dirnames if not d.startswith(".") and _folder_id(os.path.join(dirpath, d)) not in here]
+            above.update((os.path.join(dirpath, d), here) for d in dirnames)
             walked.append((dirpath, filenames))
         for dirpath, filenames in sorted(walked):
             for filename in sorted(filenames):
@@ -125,6 +129,15 @@ def _image_folder(root: str) -> SourceList:
                 path = os.path.join(dirpath, filename)
                 sources.append(Source(path, target, os.path.relpath(path, root).replace(os.sep, "/")))
     return SourceList(sources, classes)
+
+
+def _folder_id(path: str) -> tuple[int, int] | None:
+    """The (device, inode) of a folder, following links; None when it cannot be read."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _list_file(path: str) -> SourceList:
