@@ -100,7 +100,10 @@ def list_sources(src: str | os.PathLike) -> SourceList:
         return _image_folder(src)
     if not os.path.exists(src):
         raise FileNotFoundError(f"no such folder or list file: {src}")
-    return _list_file(src)
+    try:
+        return _list_file(src)
+    except UnicodeDecodeError as exc:
+        raise BuildError(f"{src}: a list file must be UTF-8 text ({exc})") from None
 
 
 def _image_folder(root: str) -> SourceList:
