@@ -343,18 +343,26 @@ def load_rgb(path_or_file: Union[str, "os.PathLike[str]", "BinaryIO"]) -> np.nda
       scaled to 8 bits with rounding (``v * 255 / 65535``), ``I`` is read as 16-bit
       (values outside 0..65535 clipped), ``F`` as 0..255 (rounded, clipped, NaN as 0);
     * palette images (P, PA), CMYK, YCbCr and the like go through Pillow's conversion;
-    * transparency (LA, RGBA, PA, P with a transparent colour) is composited over
-      white; 16-bit RGB(A) PNGs come from Pillow already reduced to 8 bits (high byte);
+    * transparency (LA, RGBA, PA, and P, 1, L, I;16 or RGB with a transparent colour) is
+      composited over white; 16-bit RGB(A) PNGs come from Pillow already reduced to 8 bits
+      (high byte);
     * ICC profiles are not applied (as ``Image.convert`` and torchvision do not).
 
-    Raises :class:`ValueError` for data Pillow cannot decode; a missing file raises
+    Raises :class:`ValueError` for data Pillow cannot decode and for a path that is not a
+    regular file (a FIFO would block forever); a missing file raises
     :class:`FileNotFoundError`.
     """
+    import os
+    import stat
     import struct
 
     from PIL import Image, ImageOps
 
     name = getattr(path_or_file, "name", path_or_file)
+    if isinstance(path_or_file, (str, os.PathLike)):
+        kind = os.stat(path_or_file).st_mode
+        if not (stat.S_ISREG(kind) or stat.S_ISDIR(kind)):  # a directory: Pillow says so
+            raise ValueError(f"cannot read image {name!r}: not a regular file")
     try:
         with Image.open(path_or_file) as im:
             im = ImageOps.exif_transpose(im)
@@ -365,7 +373,22 @@ def load_rgb(path_or_file: Union[str, "os.PathLike[str]", "BinaryIO"]) -> np.nda
         raise ValueError(f"cannot read image {name!r}: {e}") from e
 
 
+_KEYED_MODES = ("1", "L", "I", "I;16", "RGB")
+"""Modes whose ``transparency`` is one stored value (PNG tRNS): the pixels of that value are transparent."""
+
+
 def _to_rgb(im) -> np.ndarray:
+    rgb = _convert(im)
+    if im.mode in _KEYED_MODES and im.info.get("transparency") is not None:
+        # compared here: Pillow's own alpha for I;16 compares values clipped to 8 bits
+        values = np.asarray(im.convert("L") if im.mode == "1" else im)
+        clear = values == np.asarray(im.info["transparency"])
+        rgb = rgb.copy()
+        rgb[clear.all(-1) if clear.ndim == 3 else clear] = 255
+    return rgb
+
+
+def _convert(im) -> np.ndarray:
     mode = im.mode
     if mode == "RGB":
         return np.asarray(im)
