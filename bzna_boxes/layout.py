@@ -200,6 +200,11 @@ def inner_thumbnail_span(image: Frame, thumbnail: Frame | None) -> tuple[int, in
     return image_at + memoryview(image.payload).nbytes, memoryview(thumbnail.payload).nbytes
 
 
+def filename_bytes(filename: str) -> bytes:
+    """A filename as stored: UTF-8, a file system name's undecodable bytes (surrogate escapes) as they were."""
+    return filename.encode("utf-8", "surrogateescape")
+
+
 def inner_sample(image: Frame, thumbnail: Frame | None, target: int, filename: str) -> bytes:
     """The MP4 of one dataset sample, as the seed's "Dataset's Input Samples Structure".
 
@@ -210,7 +215,7 @@ def inner_sample(image: Frame, thumbnail: Frame | None, target: int, filename: s
     from .boxes import Box
 
     thumb = thumbnail if thumbnail is not None else image
-    name = filename.encode("utf-8")
+    name = filename_bytes(filename)
     image_size = memoryview(image.payload).nbytes
     thumb_size = memoryview(thumb.payload).nbytes if thumbnail is not None else 0
     start = FILE_TYPE_SIZE + 8  # payload of the mdat that follows ftyp

@@ -52,11 +52,7 @@ _COPY_CHUNK = 64 << 20
 _IMAGE_AT = layout.FILE_TYPE_SIZE + 8
 """Offset of the image payload inside an inner sample: after ftyp and the mdat header."""
 _PACK_TARGET = struct.Struct("<q").pack
-
-
-def _name_bytes(filename: str) -> bytes:
-    """A filename as stored: UTF-8, and a file system name's undecodable bytes (surrogate escapes) as they were."""
-    return filename.encode("utf-8", "surrogateescape")
+_filename_bytes = layout.filename_bytes
 
 
 class InnerSample(NamedTuple):
@@ -77,7 +73,7 @@ class InnerSample(NamedTuple):
     def from_encoded(cls, encoded: Any, target: int = layout.NO_TARGET, filename: str = "") -> "InnerSample":
         """The inner sample of an :class:`~bzna_boxes.encode.EncodedSample` (bytes equal to :func:`layout.inner_sample`)."""
         template = _template_for(encoded.image, encoded.thumbnail)
-        data, thumb_at, thumb_size = template.pack(encoded.image, encoded.thumbnail, target, _name_bytes(filename))
+        data, thumb_at, thumb_size = template.pack(encoded.image, encoded.thumbnail, target, _filename_bytes(filename))
         return cls(data, thumb_at, thumb_size, template.thumbnail_config, int(target), filename)
 
 
@@ -254,7 +250,7 @@ class DatasetWriter:
 
             image = encode_image(np.asarray(image), **self.encode_options)
         template = _template_for(image.image, image.thumbnail)
-        name = _name_bytes(filename)
+        name = _filename_bytes(filename)
         data, thumb_at, thumb_size = template.pack(image.image, image.thumbnail, target, name)
         self._append(data, thumb_at, thumb_size, template.thumbnail_config, target, name)
 
@@ -264,7 +260,7 @@ class DatasetWriter:
         size = len(data)
         if not (0 < thumb_size and 0 <= thumb_at and thumb_at + thumb_size <= size):
             raise ValueError(f"inner sample of {size} bytes with its thumbnail at {thumb_at}+{thumb_size}")
-        self._append(data, thumb_at, thumb_size, config, target, _name_bytes(filename))
+        self._append(data, thumb_at, thumb_size, config, target, _filename_bytes(filename))
 
     def _append(self, data: bytes, thumb_at: int, thumb_size: int, config: bytes, target: int, name: bytes) -> None:
         """Write one inner sample and record its table row."""
@@ -292,7 +288,7 @@ class DatasetWriter:
         """
         if self._closed:
             raise ValueError(f"DatasetWriter for {self.path} is closed")
-        name = _name_bytes(filename)
+        name = _filename_bytes(filename)
         try:
             row = _PACK_ROW(0, 0, 0, 0, len(name), target)
         except struct.error:
