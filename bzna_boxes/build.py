@@ -87,9 +87,12 @@ class BuildError(Exception):
 
 
 def image_extensions() -> frozenset[str]:
-    """The file extensions (lowercase, with the dot) of the formats Pillow can open."""
+    """The file extensions (lowercase, with the dot) of the formats Pillow can open (HEIC with pillow-heif)."""
     from PIL import Image
 
+    from .encode import register_image_plugins
+
+    register_image_plugins()
     return frozenset(ext.lower() for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN)
 
 

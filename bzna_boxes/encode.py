@@ -93,6 +93,7 @@ __all__ = [
     "encode_image",
     "encode_frame",
     "load_rgb",
+    "register_image_plugins",
     "pad_to_multiple",
     "resized_size",
     "rgb_to_yuv420p",
@@ -334,8 +335,30 @@ def encode_image(
 # Reading images
 
 
+_plugins_registered = False
+
+
+def register_image_plugins() -> None:
+    """Let Pillow open HEIC/HEIF photographs (phones write them) when ``pillow-heif`` is installed.
+
+    Idempotent; :func:`load_rgb` and ``bzna build``'s listing call it. Without the package,
+    nothing changes and such files are not images.
+    """
+    global _plugins_registered
+    if _plugins_registered:
+        return
+    _plugins_registered = True
+    try:
+        from pillow_heif import register_heif_opener
+    except ImportError:
+        return
+    register_heif_opener()
+
+
 def load_rgb(path_or_file: Union[str, "os.PathLike[str]", "BinaryIO"]) -> np.ndarray:
     """Read any image Pillow opens as an H x W x 3 uint8 RGB array.
+
+    HEIC/HEIF files open too when ``pillow-heif`` is installed (:func:`register_image_plugins`).
 
     * EXIF orientation is applied (``ImageOps.exif_transpose``);
     * the first frame of multi-frame files (GIF, TIFF) is taken;
@@ -358,6 +381,7 @@ def load_rgb(path_or_file: Union[str, "os.PathLike[str]", "BinaryIO"]) -> np.nda
 
     from PIL import Image, ImageOps
 
+    register_image_plugins()
     name = getattr(path_or_file, "name", path_or_file)
     if isinstance(path_or_file, (str, os.PathLike)):
         kind = os.stat(path_or_file).st_mode

@@ -252,3 +252,22 @@ def test_list_file_that_is_not_utf8(tmp_path, capsys):
     listing.write_bytes(b"caf\xe9.jpg,0\n")
     assert main(["build", str(listing), str(tmp_path / "d.bzna"), "-q"]) == 1
     assert "UTF-8" in capsys.readouterr().err
+
+
+def test_heic_photographs_are_images_with_pillow_heif(tmp_path):
+    """Phones write HEIC: with pillow-heif installed, the listing takes it and the build stores it."""
+    pillow_heif = pytest.importorskip("pillow_heif", reason="HEIC is read through pillow-heif")
+    root = tmp_path / "src"
+    (root / "phone").mkdir(parents=True)
+    source = gradient(300, 200)
+    pillow_heif.from_bytes(mode="RGB", size=(300, 200), data=source.tobytes()).save(root / "phone" / "IMG_0001.HEIC", quality=95)
+    listing = list_sources(root)
+    assert [s.filename for s in listing.sources] == ["phone/IMG_0001.HEIC"]
+    out = tmp_path / "heic.bzna"
+    result = build(root, out, preset="ultrafast", workers=1, progress=False)
+    assert not result.failures
+    with bzna_boxes.Dataset(out) as ds:
+        picture = bzna_boxes.decode.CpuDecoder().decode(ds[0].image())
+    assert picture.shape == (200, 300, 3)
+    assert psnr(luma(picture), luma(load_rgb(root / "phone" / "IMG_0001.HEIC"))) >= 35
+    assert psnr(luma(picture), luma(source)) >= 30
