@@ -28,7 +28,10 @@ def remove_quietly(path: str) -> None:
 def temporary_beside(path: str | os.PathLike) -> tuple[int, str]:
     """A new hidden temporary file in ``path``'s folder (same file system, so rename is atomic): (fd, name)."""
     directory, name = os.path.split(os.path.abspath(os.fspath(path)))
-    return tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    try:
+        return tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
+    except OSError as exc:  # name the file asked for, not the temporary one
+        raise type(exc)(exc.errno, f"cannot write {os.fspath(path)}: {exc.strerror}") from None
 
 
 def publish(temp: str, path: str | os.PathLike) -> None:

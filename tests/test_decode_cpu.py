@@ -172,3 +172,6 @@ def test_bzna_decode_writes_the_png(dataset, decoder, tmp_path: Path, capsys):
     assert main(["decode", path, str(len(PHOTOS)), "-o", str(tmp_path / "lost.png"), "--device", "cpu"]) == 1
     assert "missing" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["two.png"]
+    nowhere = tmp_path / "no-such-folder" / "x.png"
+    assert main(["decode", path, "2", "-o", str(nowhere), "--device", "cpu"]) == 1
+    assert f"cannot write {nowhere}: No such file or directory" in capsys.readouterr().err  # not a temporary name
