@@ -33,6 +33,7 @@ afterwards, which is what the CPU path does.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, NamedTuple
 
 from ..errors import BoxError
@@ -85,6 +86,7 @@ class YuvToRgb(NamedTuple):
     b_u: float
 
     @classmethod
+    @functools.lru_cache(maxsize=None)
     def of(cls, matrix: int, full_range: bool) -> "YuvToRgb":
         """The conversion of a matrix code (1, 4, 5, 7, 9) and range."""
         name, kr, kb = _MATRICES[matrix]
