@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bzna_boxes import Boxes, BoxError, Dataset, ImageNet, Sample, find, layout
+from bzna_boxes import Box, Boxes, BoxError, Dataset, ImageNet, Sample, find, find_all, layout
 from bzna_boxes.dataset import MissingSampleError, inner_image, split_range
 from bzna_boxes.image import CleanAperture, EncodedImage
 
@@ -322,3 +322,27 @@ def test_corrupted_inner_samples_raise_box_error_only(photos, data):
             assert exc.path and exc.path.startswith("bzna_input[1]") and exc.offset is not None
         else:
             assert len(image.payload) <= len(view)
+
+
+@pytest.mark.parametrize("mdat_to_the_end", [False, True], ids=["moov-first", "moov-first-mdat-size-0"])
+def test_a_remuxed_dataset_with_moov_first_reads_the_same(tmp_path, photos, mdat_to_the_end):
+    """What another tool may write: moov before mdat (chunk offsets shifted), mdat sized 0 (to the end)."""
+    path, _, _ = photos
+    data = path.read_bytes()
+    boxes = Boxes.parse(data)
+    mdat, moov = find(boxes, "mdat"), find(boxes, "moov")
+    payload = bytes(mdat.data)
+    mdat_header = b"\x00\x00\x00\x00mdat" if mdat_to_the_end else (8 + len(payload)).to_bytes(4, "big") + b"mdat"
+    ftyp = Box.build(find(boxes, "ftyp"))
+    moov_size = len(Box.build(moov))
+    shift = len(ftyp) + moov_size + len(mdat_header) - (mdat._offset + mdat._size - len(payload))
+    for offsets in find_all(moov, "stco") + find_all(moov, "co64"):
+        offsets.chunk_offsets = offsets.chunk_offsets + shift
+    remuxed = tmp_path / "remuxed.bzna"
+    remuxed.write_bytes(ftyp + Box.build(moov) + mdat_header + payload)
+    assert len(Box.build(moov)) == moov_size
+    with Dataset(path) as original, Dataset(remuxed) as other:
+        assert read_everything(other) == read_everything(original)
+        present = [i for i in range(len(original)) if i not in set(original.missing)]
+        assert list(other.missing) == list(original.missing) and present
+        assert [bytes(other[i].image().payload) for i in present] == [bytes(original[i].image().payload) for i in present]
