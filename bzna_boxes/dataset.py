@@ -82,8 +82,21 @@ class _Columns:
                     n = min(self.length, len(track))
                     spans[0 : 2 * n : 2] = track.offsets[:n]
                     spans[1 : 2 * n : 2] = track.offsets[:n] + track.sizes[:n]
+                    _drop_terminators(spans, np.frombuffer(self.mm, np.uint8))
                 self.names = memoryview(spans)
             return self.names
+
+
+def _drop_terminators(spans: np.ndarray, data: np.ndarray) -> None:
+    """End each (start, end) name span before its last byte where that byte is a NUL.
+
+    The tools that made the seed's ImageNet wrote each filename followed by a NUL, as C strings;
+    a filename never contains one, so the NUL is not part of the name.
+    """
+    starts, ends = spans[0::2], spans[1::2]
+    nonempty = np.flatnonzero(ends > starts)
+    terminated = nonempty[data[ends[nonempty] - np.uint64(1)] == 0]
+    ends[terminated] -= np.uint64(1)
 
 
 def _read_targets(file: BznaFile, length: int) -> np.ndarray:
@@ -158,7 +171,7 @@ class Sample:
 
     @property
     def filename(self) -> str:
-        """The original filename (``bzna_fname``, UTF-8); "" where the dataset has none."""
+        """The original filename (``bzna_fname``, UTF-8, a terminating NUL dropped); "" where the dataset has none."""
         cols = self._cols
         names = cols.names
         if names is None:

@@ -4,13 +4,15 @@
 
 * every sample of every track lies inside the file, inside an ``mdat``, and off ``moov`` and
   the ``moof`` boxes (vectorised over the sample tables);
-* the layout: a ``bzna_input`` track, ``bzna_target`` and ``bzna_fname`` as long as it, the
-  video track (when present) as long too, each video sample inside its input sample;
+* the layout: a ``bzna_input`` track, ``bzna_fname`` as long as it, ``bzna_target`` as long
+  or shorter (the samples past its end have no target, as in the seed's ImageNet, whose target
+  track ends at the test split), the video track (when present) as long, each video sample
+  inside its input sample;
 * targets: 8 bytes each (or 0: none), at least -1, below ``num_classes`` when given;
   filenames: valid UTF-8;
 * every inner sample (unless ``inner=False``): it parses, it has the four tracks
-  ``bzna_input``, ``bzna_thumb``, ``bzna_target``, ``bzna_fname`` with their samples inside
-  it, both pictures read as H.265 (``hvc1``/``hev1`` with ``hvcC``), and its target and
+  ``bzna_input``, ``bzna_thumb``, ``bzna_target`` (unless its outer target is -1),
+  ``bzna_fname`` with their samples inside it, both pictures read as H.265 (``hvc1``/``hev1`` with ``hvcC``), and its target and
   filename equal the outer ones.
 
 Payloads are read only for these checks: targets and filenames, and each inner MP4's boxes
@@ -151,6 +153,9 @@ def _check(file: BznaFile, report: Report, num_classes: int | None, inner: bool,
         if track is None:
             if name != layout.VIDEO_TRACK:
                 report.add("layout", f"no {name!r} track")
+        elif name == layout.TARGET_TRACK and len(track) < count:
+            # the tools that made the seed's ImageNet end the target track at the test split
+            report.summary.append(f"{_label(track)} ends after {len(track):,} of {count:,} samples: the rest have no target")
         elif len(track) != count:
             report.add("layout", f"{_label(track)} has {len(track):,} samples, {layout.INPUT_TRACK!r} has {count:,}", path=track.path)
     video = tracks.get(layout.VIDEO_TRACK)
@@ -257,7 +262,8 @@ def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names
             report.add_error("inner", exc, prefix)
             continue
         checked += 1
-        absent = [t for t in layout.INNER_TRACKS if t not in found]
+        has_target = targets is None or (index < len(targets) and targets[index] != layout.NO_TARGET)
+        absent = [t for t in layout.INNER_TRACKS if t not in found and (t != layout.TARGET_TRACK or has_target)]
         if absent:
             report.add("inner", f"{prefix}the inner sample lacks track{'s' if len(absent) > 1 else ''} {', '.join(map(repr, absent))}", start, name)
         if layout.TARGET_TRACK in found:
