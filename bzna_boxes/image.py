@@ -70,15 +70,22 @@ class EncodedImage:
         parameter sets in band only); without one, the defaults (unspecified, limited range).
         """
         from .decode.annexb import nal_spans
-        from .hevc import SPS, VideoSignal, video_signal
+        from .errors import BoxError
+        from .hevc import SPS, HevcError, VideoSignal, video_signal
 
         for array in self.hvcc.get("arrays", ()):
             if array["nal_unit_type"] == SPS and array["nalus"]:
-                return video_signal(bytes(array["nalus"][0]))
+                try:
+                    return video_signal(bytes(array["nalus"][0]))
+                except HevcError as exc:
+                    raise BoxError(f"malformed SPS: {exc.reason}", path="hvcC") from None
         payload = memoryview(self.payload).cast("B")
         for start, end in nal_spans(payload, self.length_size):
             if (payload[start] >> 1) & 0x3F == SPS:
-                return video_signal(bytes(payload[start:end]))
+                try:
+                    return video_signal(bytes(payload[start:end]))
+                except HevcError as exc:
+                    raise BoxError(f"malformed SPS: {exc.reason}", offset=start, path="sample") from None
         return VideoSignal()
 
     @property

@@ -13,13 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 av = pytest.importorskip("av", reason="FFmpeg (PyAV) makes the files as the original tools did")
 
 import bzna_boxes  # noqa: E402
-from bzna_boxes import Boxes  # noqa: E402
+from bzna_boxes import Boxes, BoxError, find  # noqa: E402
 from bzna_boxes.cli import main  # noqa: E402
 from bzna_boxes.decode import CpuDecoder  # noqa: E402
+from bzna_boxes.dataset import inner_image  # noqa: E402
 from bzna_boxes.decode.cpu import frame_to_rgb  # noqa: E402
 from bzna_boxes.encode import load_rgb  # noqa: E402
 from bzna_boxes.torch import Loader  # noqa: E402
@@ -102,3 +105,23 @@ def test_loader_batches_with_targets(made):
     means = torch.cat([images.float().mean(dim=(2, 3)) for images, _ in batches])
     expected = torch.tensor(np.array([s.reshape(-1, 3).mean(axis=0) for s in sources]), dtype=torch.float32)
     assert torch.allclose(means, expected, atol=4.0)  # the right picture, in the right colours
+
+
+@settings(max_examples=100)
+@given(st.data())
+def test_corrupted_benzina_made_samples_raise_box_error_only(made, data):
+    """Their layout takes other paths through the quick inner reader: those fail cleanly too."""
+    _, _, samples = made
+    inner = bytearray(samples[data.draw(st.integers(0, len(samples) - 1))])
+    moov_at = find(Boxes.parse(bytes(inner)), "moov")._offset
+    for _ in range(data.draw(st.integers(1, 4))):
+        inner[data.draw(st.integers(moov_at, len(inner) - 1))] = data.draw(st.integers(0, 255))
+    view = memoryview(bytes(inner[: data.draw(st.integers(moov_at, len(inner)))]))
+    for track in ("bzna_input", "bzna_thumb"):
+        try:
+            image = inner_image(view, 0, len(view), track, "bzna_input[0]")
+            image.video_signal
+        except BoxError as exc:
+            assert exc.path and (exc.path.startswith("bzna_input[0]") or exc.path == "hvcC"), exc
+        else:
+            assert len(image.payload) <= len(view)
