@@ -14,7 +14,11 @@ Timed, each as a whole (open to close, the moov and the rename included, no fsyn
 interleaved in a different order at each repeat, each file removed right after:
 
 * ``add(EncodedSample)``: the writer builds each inner MP4 (ftyp, mdat, moov of four
-  tracks) and streams it, then appends targets, filenames and the outer moov;
+  tracks) and streams it, then appends targets, filenames and the outer moov; the same 16
+  sample objects come again and again, so the writer finds their layout by identity;
+* the same with samples that each carry their own ``hvcC`` record, as samples unpickled from
+  other processes do (8,192 distinct copies, more than the writer's identity cache holds):
+  the writer finds their layout by the record's content;
 * ``add_sample(InnerSample)``: the same with the inner MP4s already built (what
   ``bzna build`` does: its workers build them);
 * the anchor, plain writes: one ``write`` per sample of as many bytes as the writer's
@@ -31,6 +35,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import pickle
 import statistics
 import sys
 import time
@@ -45,6 +50,7 @@ from bzna_boxes.encode import encode_image  # noqa: E402
 from bzna_boxes.writer import DatasetWriter, InnerSample  # noqa: E402
 
 VARIANTS = 16
+COPIES = 8192
 
 
 def tiny_samples(seed: int = 0):
@@ -62,6 +68,14 @@ def write_add(path: str, encoded, filenames: list[str]) -> None:
         add = writer.add
         for i, name in enumerate(filenames):
             add(encoded[i % VARIANTS], i % 1000, name)
+
+
+def write_add_copies(path: str, copies, filenames: list[str]) -> None:
+    with DatasetWriter(path, fsync=False) as writer:
+        add = writer.add
+        count = len(copies)
+        for i, name in enumerate(filenames):
+            add(copies[i % count], i % 1000, name)
 
 
 def write_add_sample(path: str, samples: list[InnerSample]) -> None:
@@ -98,6 +112,7 @@ def main() -> None:
     folder = args.dir or os.environ.get("TMPDIR", "/tmp")
 
     encoded = tiny_samples()
+    copies = [pickle.loads(pickle.dumps(encoded[i % VARIANTS])) for i in range(COPIES)]
     filenames = names(args.n)
     inner = [InnerSample.from_encoded(e, 0, filenames[0]) for e in encoded]
     blobs = [s.data for s in inner]  # names of equal length: the same sizes as the writer's samples
@@ -106,16 +121,18 @@ def main() -> None:
 
     gc.collect()
     gc.freeze()  # the inputs above are long-lived: keep the collector from re-scanning them
-    times: dict[str, list[float]] = {"add": [], "add_sample": [], "plain": []}
-    cpu_times: dict[str, list[float]] = {"add": [], "add_sample": [], "plain": []}
+    modes = ["add", "add_copies", "add_sample", "plain"]
+    times: dict[str, list[float]] = {mode: [] for mode in modes}
+    cpu_times: dict[str, list[float]] = {mode: [] for mode in modes}
     size = 0
     for repeat in range(args.repeats):
-        order = ["add", "add_sample", "plain"]
-        order = order[repeat % 3 :] + order[: repeat % 3]
+        order = modes[repeat % len(modes) :] + modes[: repeat % len(modes)]
         for mode in order:
             path = os.path.join(folder, f"bench_writer_{os.getpid()}_{mode}.bzna")
             if mode == "add":
                 seconds, cpu, size = timed(write_add, path, encoded, filenames)
+            elif mode == "add_copies":
+                seconds, cpu, size = timed(write_add_copies, path, copies, filenames)
             elif mode == "add_sample":
                 seconds, cpu, size = timed(write_add_sample, path, samples)
             else:
@@ -126,7 +143,8 @@ def main() -> None:
     plain_cpu = statistics.median(cpu_times["plain"])
     print(f"{args.n} samples, {size / 1e9:.2f} GB ({size / args.n:.0f} bytes per sample), in {folder}, "
           f"median of {args.repeats} repeats")
-    for mode, label in (("add", "DatasetWriter.add(EncodedSample)"), ("add_sample", "DatasetWriter.add_sample(InnerSample)"),
+    for mode, label in (("add", "DatasetWriter.add(EncodedSample)"), ("add_copies", "add(EncodedSample), own hvcC records"),
+                        ("add_sample", "DatasetWriter.add_sample(InnerSample)"),
                         ("plain", "plain sequential writes (anchor)")):
         seconds, cpu = statistics.median(times[mode]), statistics.median(cpu_times[mode])
         print(f"  {label:40s} {seconds:7.2f} s  {args.n / seconds / 1e3:5.0f} k samples/s  {seconds / plain:5.2f}x   "

@@ -59,6 +59,23 @@ def test_inner_sample_template_equals_layout(encoded, name):
         assert inner.target == i - 3 and inner.filename == name
 
 
+def test_samples_with_their_own_hvcc_records_share_templates(encoded):
+    """Samples from other processes (copies of the records, other field orders) lay out the same bytes."""
+    import pickle
+
+    for i, sample in enumerate(encoded):
+        copy = pickle.loads(pickle.dumps(sample))
+        reordered = EncodedFrame(
+            sample.image.payload, dict(reversed(sample.image.hvcc.items())), *[getattr(sample.image, f) for f in ("frame_width", "frame_height", "width", "height")]
+        )
+        expected = layout.inner_sample(sample.image, sample.thumbnail, i, "n.jpg")
+        assert InnerSample.from_encoded(copy, i, "n.jpg").data == expected
+        assert InnerSample.from_encoded(EncodedSample(reordered, sample.thumbnail), i, "n.jpg").data == expected
+    other = dict(encoded[0].image.hvcc, general_level_idc=encoded[0].image.hvcc["general_level_idc"] + 3)
+    changed = EncodedSample(EncodedFrame(encoded[0].image.payload, other, *[getattr(encoded[0].image, f) for f in ("frame_width", "frame_height", "width", "height")]), encoded[0].thumbnail)
+    assert InnerSample.from_encoded(changed, 0, "n.jpg").data == layout.inner_sample(changed.image, changed.thumbnail, 0, "n.jpg")
+
+
 def test_inner_sample_fields_against_seed(encoded):
     for (width, height), sample in zip(SIZES, encoded):
         data = InnerSample.from_encoded(sample, 42, "n01/x.jpg").data
