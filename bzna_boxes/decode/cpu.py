@@ -59,7 +59,6 @@ class CpuDecoder:
         """The whole decoded picture (coded size, padding included) as a PyAV ``VideoFrame``."""
         import av
 
-        yuv_to_rgb(image.video_signal)  # refuse what cannot be converted before decoding it
         packet = av.Packet(to_annexb(image))
         context = self._context()
         try:
@@ -86,8 +85,8 @@ class CpuDecoder:
 
     def decode(self, image: EncodedImage) -> np.ndarray:
         """Decode one image to a ``height x width x 3`` uint8 RGB array (the clean aperture)."""
+        conversion = yuv_to_rgb(image.video_signal)  # first: refuse what cannot be converted before decoding it
         frame = self.decode_frame(image)
-        conversion = yuv_to_rgb(image.video_signal)
         converters = getattr(self._local, "converters", None)
         if converters is None:
             converters = self._local.converters = {}
