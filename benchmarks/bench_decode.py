@@ -192,7 +192,7 @@ def cpu_rows(thumbs, large_thumbs, inputs, typical, cores, args) -> None:
     works = {
         "FFmpeg floor (decode only)": ffmpeg,
         "FFmpeg + swscale rgb24 (fast path)": lambda image: ffmpeg(image, True),
-        "CpuDecoder.decode (crop + accurate BT.601)": decoder.decode,
+        "CpuDecoder.decode (crop + accurate conversion)": decoder.decode,
     }
     for label, images in (("thumbnails of 500x375 images (512x512 frames)", thumbs),
                           ("thumbnails of 800x600 images (512x512 frames)", large_thumbs),
