@@ -12,6 +12,7 @@ import argparse
 import importlib
 import sys
 
+from . import __version__
 from .errors import BoxError, DecoderUnavailable
 
 
@@ -94,6 +95,7 @@ def _add_decode(sub) -> None:
 
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bzna", description="ISO-BMFF boxes and .bzna image datasets")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     for add in (_add_inspect, _add_verify, _add_extract, _add_build, _add_concat, _add_decode):
         add(sub)
