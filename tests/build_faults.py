@@ -14,6 +14,7 @@ import functools
 import os
 import signal
 import sys
+import threading
 from typing import Any
 
 from bzna_boxes import build as building
@@ -45,9 +46,11 @@ def interrupt_build(source: Source, encode_options: dict[str, Any]):
 
 
 def kill_build(source: Source, encode_options: dict[str, Any]):
-    """SIGKILL the build, this worker's parent, at the trigger image."""
+    """SIGKILL the build, this worker's parent, at the trigger image, then never finish that image
+    (so that nothing but the parent's death can end this worker)."""
     if _strikes(source):
         os.kill(os.getppid(), signal.SIGKILL)
+        threading.Event().wait()
     return encode_source(source, encode_options)
 
 
