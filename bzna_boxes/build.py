@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import signal
 import sys
 import time
 from contextlib import closing
@@ -202,8 +203,6 @@ def _encode_job(encode: EncodeFunction, source: Source, encode_options: dict[str
 
 def _init_worker(parent_pid: int) -> None:
     """Leave Ctrl-C to the parent, and make this process exit when the parent dies."""
-    import signal
-
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # blocked by the parent while it started this process
         signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
@@ -217,7 +216,8 @@ def _init_worker(parent_pid: int) -> None:
             if os.getppid() != parent_pid:  # the parent died before the request took effect
                 os._exit(1)
             return
-    # Elsewhere the thread that reads the parent's pipe exits the process when it closes.
+    # Elsewhere only the thread that reads the parent's pipe ends this process when the pipe
+    # closes (:func:`_receive_jobs`), once the parent is gone.
 
 
 def _serve(tasks, results, encode: EncodeFunction, encode_options: dict[str, Any], parent_pid: int) -> None:
@@ -242,6 +242,7 @@ def _serve(tasks, results, encode: EncodeFunction, encode_options: dict[str, Any
 
 
 def _receive_jobs(tasks, jobs) -> None:
+    """Put each chunk from the parent's pipe on ``jobs`` until ``None``; exit the process if the pipe closes first."""
     while True:
         try:
             job = tasks.recv()
@@ -268,8 +269,6 @@ class _Worker:
         if code is None:
             how = "stopped answering"
         elif code < 0:
-            import signal
-
             how = f"was killed by {signal.Signals(-code).name}" if -code in signal.valid_signals() else f"was killed by signal {-code}"
         else:
             how = f"exited with status {code}"
@@ -279,7 +278,6 @@ class _Worker:
 def _start_workers(count: int, encode: EncodeFunction, encode_options: dict[str, Any], pool: list[_Worker]) -> None:
     """Start ``count`` spawned worker processes, adding each to ``pool`` (which the caller cleans up)."""
     import multiprocessing
-    import signal
 
     context = multiprocessing.get_context("spawn")
     # Ctrl-C stays blocked while a worker starts, so that the worker starts with it blocked too:
