@@ -298,6 +298,8 @@ def _start_workers(count: int, encode: EncodeFunction, encode_options: dict[str,
             pool.append(_Worker(process, to_worker, from_worker))
             try:
                 process.start()
+            except OSError as exc:  # it died before it read what it runs
+                raise BuildError(f"an encoding process died as it started (killed, or out of memory?): {exc}") from None
             finally:
                 tasks.close()  # the worker's ends: its copies are its own
                 results.close()
