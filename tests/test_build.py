@@ -242,7 +242,9 @@ def assert_exited(pids) -> None:
 
 
 def test_a_killed_worker_fails_the_build_without_hanging(tmp_path):
-    with faulty_build(tmp_path, "kill_own_worker") as (process, out_dir, pids):
+    # Many images: a pool that queues work for all of them up front (ProcessPoolExecutor.map)
+    # hangs when a worker dies among thousands of queued chunks (CPython gh-107219, Python < 3.12).
+    with faulty_build(tmp_path, "kill_own_worker", images=100_000) as (process, out_dir, pids):
         code, err = finish(process)
         assert code == 1, err
         assert len(err) == 1 and "encoding process died" in err[0] and "SIGKILL" in err[0], err
