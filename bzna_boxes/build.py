@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import signal
 import sys
 import time
 from contextlib import closing
@@ -38,6 +39,7 @@ __all__ = [
     "list_sources",
     "image_extensions",
     "encode_source",
+    "EncodeFunction",
     "build",
     "build_sources",
     "available_cores",
@@ -178,52 +180,220 @@ def encode_source(source: Source, encode_options: dict[str, Any]) -> "InnerSampl
     return InnerSample.from_encoded(encoded, source.target, source.filename)
 
 
-_WORKER_OPTIONS: dict[str, Any] = {}
+EncodeFunction = Callable[[Source, dict[str, Any]], "InnerSample"]  # noqa: F821
+"""The per-image work of a build: :func:`encode_source`, or a function with its signature.
+
+It runs in the worker processes, so it must pickle by reference: a function defined at the top
+level of a module those processes can import.
+"""
+
+_CHUNKS_PER_WORKER = 2  # chunks sent ahead to each worker: the window of submitted work
+_STOP_SECONDS = 5.0  # how long a worker may take to exit once stopped, before it is killed
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
-def _init_worker(encode_options: dict[str, Any]) -> None:
-    import signal
-
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    _WORKER_OPTIONS.clear()
-    _WORKER_OPTIONS.update(encode_options)
-
-
-def _encode_job(source: Source, encode_options: dict[str, Any] | None = None):
+def _encode_job(encode: EncodeFunction, source: Source, encode_options: dict[str, Any]) -> tuple:
     """``(InnerSample, None)``, or ``(None, reason)`` when the image cannot be read or encoded."""
     try:
-        return encode_source(source, _WORKER_OPTIONS if encode_options is None else encode_options), None
+        return encode(source, encode_options), None
     except Exception as exc:  # noqa: BLE001  (any failure of one image is reported, not fatal)
         reason = str(exc) or type(exc).__name__
         return None, " ".join(reason.split())
 
 
-def _results(sources: Sequence[Source], workers: int, encode_options: dict[str, Any]) -> Iterator[tuple]:
-    """Encode results in source order: in this process for one worker, else from a process pool.
+def _init_worker(parent_pid: int) -> None:
+    """Leave Ctrl-C to the parent, and make this process exit when the parent dies."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):  # blocked by the parent while it started this process
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        # The kernel kills this process when the thread that started it ends (the build runs
+        # on that thread from the first worker's start to the last one's end).
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0:
+            if os.getppid() != parent_pid:  # the parent died before the request took effect
+                os._exit(1)
+            return
+    # Elsewhere only the thread that reads the parent's pipe ends this process when the pipe
+    # closes (:func:`_receive_jobs`), once the parent is gone.
+
+
+def _serve(tasks, results, encode: EncodeFunction, encode_options: dict[str, Any], parent_pid: int) -> None:
+    """A worker process: encode each ``(number, sources)`` chunk from ``tasks``, send
+    ``(number, results)`` back, until ``None``.
+
+    A thread moves the chunks from the pipe to a queue as they come, so that the parent never
+    waits to send one while this process waits to send its results.
+    """
+    import queue
+    import threading
+
+    _init_worker(parent_pid)
+    jobs: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_receive_jobs, args=(tasks, jobs), name="bzna-jobs", daemon=True).start()
+    while (job := jobs.get()) is not None:
+        number, chunk = job
+        try:
+            results.send((number, [_encode_job(encode, source, encode_options) for source in chunk]))
+        except OSError:  # the parent is gone
+            return
+
+
+def _receive_jobs(tasks, jobs) -> None:
+    """Put each chunk from the parent's pipe on ``jobs`` until ``None``; exit the process if the pipe closes first."""
+    while True:
+        try:
+            job = tasks.recv()
+        except (EOFError, OSError):  # the parent died (it says None to stop)
+            os._exit(1)
+        jobs.put(job)
+        if job is None:
+            return
+
+
+@dataclass
+class _Worker:
+    """A worker process, the ends of its pipes that the build holds, and the chunks it has in hand."""
+
+    process: Any
+    tasks: Any
+    results: Any
+    pending: list[int] = field(default_factory=list)
+
+    def died(self) -> BuildError:
+        """The error that stops the build when this worker has exited without being told to."""
+        self.process.join(_STOP_SECONDS)  # its sentinel or pipe may close a moment before it is reaped
+        code = self.process.exitcode
+        if code is None:
+            how = "stopped answering"
+        elif code < 0:
+            how = f"was killed by {signal.Signals(-code).name}" if -code in signal.valid_signals() else f"was killed by signal {-code}"
+        else:
+            how = f"exited with status {code}"
+        return BuildError(f"an encoding process died (killed, or out of memory?): process {self.process.pid} {how}")
+
+
+def _start_workers(count: int, encode: EncodeFunction, encode_options: dict[str, Any], pool: list[_Worker]) -> None:
+    """Start ``count`` spawned worker processes, adding each to ``pool`` (which the caller cleans up)."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("spawn")
+    # Ctrl-C stays blocked while a worker starts, so that the worker starts with it blocked too:
+    # a Ctrl-C from the terminal reaches every process, and a worker leaves it to the parent.
+    blocking = hasattr(signal, "pthread_sigmask")
+    if blocking:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        for number in range(count):
+            tasks, to_worker = context.Pipe(duplex=False)
+            from_worker, results = context.Pipe(duplex=False)
+            process = context.Process(
+                target=_serve,
+                args=(tasks, results, encode, encode_options, os.getpid()),
+                name=f"bzna-encode-{number}",
+                daemon=True,
+            )
+            pool.append(_Worker(process, to_worker, from_worker))
+            try:
+                process.start()
+            except OSError as exc:  # it died before it read what it runs
+                raise BuildError(f"an encoding process died as it started (killed, or out of memory?): {exc}") from None
+            finally:
+                tasks.close()  # the worker's ends: its copies are its own
+                results.close()
+    finally:
+        if blocking:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _stop_workers(pool: list[_Worker], graceful: bool) -> None:
+    """End every worker: told to stop (``graceful``) or terminated; killed if it is still there
+    after a timeout, and joined. Never waits without a bound."""
+    started = [w for w in pool if w.process.pid is not None]
+    for worker in started:
+        if graceful:
+            try:
+                worker.tasks.send(None)
+            except OSError:
+                pass
+        elif worker.process.exitcode is None:
+            worker.process.terminate()
+    deadline = time.monotonic() + _STOP_SECONDS
+    for worker in started:
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+    for worker in started:
+        if worker.process.exitcode is None:
+            worker.process.kill()
+            worker.process.join(_STOP_SECONDS)
+    for worker in pool:
+        worker.tasks.close()
+        worker.results.close()
+        if worker.process.exitcode is not None or worker.process.pid is None:
+            worker.process.close()
+
+
+def _pool_results(sources: Sequence[Source], workers: int, encode: EncodeFunction, encode_options: dict[str, Any]) -> Iterator[tuple]:
+    """Encode results in source order from ``workers`` processes owned by this generator.
+
+    Chunks of sources go to the worker with the fewest in hand, at most
+    ``_CHUNKS_PER_WORKER * workers`` chunks ahead of the one being consumed. A worker that
+    dies (killed, out of memory) is seen through its process sentinel: every worker is then
+    terminated and the build fails with a :class:`BuildError`; an error, Ctrl-C or the
+    consumer stopping also ends every worker.
+    """
+    from multiprocessing.connection import wait
+
+    size = max(1, min(8, len(sources) // (8 * workers)))
+    chunks = [sources[i : i + size] for i in range(0, len(sources), size)]
+    window = _CHUNKS_PER_WORKER * workers
+    pool: list[_Worker] = []
+    done: dict[int, list[tuple]] = {}
+    sent = 0
+    finished = False
+    try:
+        _start_workers(min(workers, len(chunks)), encode, encode_options, pool)
+        for number in range(len(chunks)):
+            while sent < len(chunks) and sent - number < window:
+                worker = min(pool, key=lambda w: len(w.pending))
+                try:
+                    worker.tasks.send((sent, chunks[sent]))
+                except OSError:
+                    raise worker.died() from None
+                worker.pending.append(sent)
+                sent += 1
+            while number not in done:
+                by_pipe = {w.results: w for w in pool if w.pending}
+                by_sentinel = {w.process.sentinel: w for w in pool}
+                ready = wait([*by_pipe, *by_sentinel])
+                for ready_one in ready:
+                    worker = by_pipe.get(ready_one)
+                    if worker is None:  # a sentinel: workers only exit when told to
+                        raise by_sentinel[ready_one].died()
+                    try:
+                        chunk_number, chunk_results = worker.results.recv()
+                    except (EOFError, OSError):
+                        raise worker.died() from None
+                    worker.pending.remove(chunk_number)
+                    done[chunk_number] = chunk_results
+            yield from done.pop(number)
+        finished = True
+    finally:
+        _stop_workers(pool, graceful=finished)
+
+
+def _results(sources: Sequence[Source], workers: int, encode_options: dict[str, Any], encode: EncodeFunction) -> Iterator[tuple]:
+    """Encode results in source order: in this process for one worker, else from worker processes.
 
     Each worker is one core: x265 runs one thread in each (the bytes are the same).
     """
     encode_options = _one_thread_each(encode_options)
     if workers <= 1:
         for source in sources:
-            yield _encode_job(source, encode_options)
+            yield _encode_job(encode, source, encode_options)
         return
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor
-    from concurrent.futures.process import BrokenProcessPool
-
-    # A worker that dies (killed, out of memory) breaks the pool with an error instead of a hang.
-    context = multiprocessing.get_context("spawn")
-    chunksize = max(1, min(8, len(sources) // (8 * workers)))
-    initargs = (encode_options,)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
-        try:
-            yield from pool.map(_encode_job, sources, chunksize=chunksize)
-        except BrokenProcessPool as exc:
-            raise BuildError(f"an encoding process died (killed, or out of memory?): {exc}") from exc
-        except BaseException:  # an error, Ctrl-C or the consumer stopping: drop the images not started
-            pool.shutdown(wait=False, cancel_futures=True)
-            raise
+    yield from _pool_results(sources, workers, encode, encode_options)
 
 
 def available_cores() -> int:
@@ -299,11 +469,14 @@ def build_sources(
     progress: bool | None = None,
     fsync: bool = True,
     on_image: Callable[[int], None] | None = None,
+    encode: EncodeFunction = encode_source,
     **encode_options: Any,
 ) -> BuildResult:
     """Write ``sources``, in order, to the dataset ``out``; an image that fails becomes a missing sample.
 
     ``on_image(1)`` is called after each image is written (e.g. to report progress elsewhere).
+    ``encode(source, encode_options)`` makes each sample (see :data:`EncodeFunction`); an
+    exception it raises makes that image a missing sample.
     """
     from tqdm import tqdm
 
@@ -316,7 +489,7 @@ def build_sources(
         progress = sys.stderr.isatty()
     result = BuildResult(out, len(sources))
     start = time.perf_counter()
-    results = _results(sources, min(workers, max(1, len(sources))), encode_options)
+    results = _results(sources, min(workers, max(1, len(sources))), encode_options, encode)
     with closing(results), DatasetWriter(out, fsync=fsync) as writer, tqdm(
         total=len(sources), unit="img", disable=not progress, dynamic_ncols=True, smoothing=0.05
     ) as bar:
@@ -345,17 +518,19 @@ def build(
     fail_fast: bool = False,
     progress: bool | None = None,
     fsync: bool = True,
+    encode: EncodeFunction = encode_source,
     **encode_options: Any,
 ) -> BuildResult:
     """Build ``out`` from ``src`` (ImageFolder tree or list file), with the class list and report beside it.
 
     ``encode_options`` go to :func:`bzna_boxes.encode.encode_image` (``max_short_side``,
-    ``crf``, ``preset``, ``x265_params``).
+    ``crf``, ``preset``, ``x265_params``); ``encode`` is the per-image work, as in
+    :func:`build_sources`.
     """
     listing = list_sources(src)
     classes_path, report_path = sidecar_paths(out)
     result = build_sources(
-        listing.sources, out, workers=workers, fail_fast=fail_fast, progress=progress, fsync=fsync, **encode_options
+        listing.sources, out, workers=workers, fail_fast=fail_fast, progress=progress, fsync=fsync, encode=encode, **encode_options
     )
     if listing.classes is not None:
         write_classes(classes_path, listing.classes)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import struct
 import threading
+import weakref
 from functools import lru_cache
 from typing import Iterator, Mapping
 
@@ -46,7 +47,7 @@ class _Columns:
     ``names`` interleaves each filename's start and end, so that one cache line holds both.
     """
 
-    __slots__ = ("file", "view", "mm", "input_offsets", "input_sizes", "at", "size", "length", "lock", "targets", "target_of", "names")
+    __slots__ = ("file", "view", "mm", "input_offsets", "input_sizes", "at", "size", "length", "lock", "targets", "target_of", "names", "__weakref__")
 
     def __init__(self, file: BznaFile):
         self.file = file
@@ -136,6 +137,8 @@ class Sample:
 
     ``index`` is its position in the file (in :class:`ImageNet` splits too). ``data`` and the
     payload of ``image()`` are views of the file: they keep its map alive while they live.
+    A sample pickles as its file's path and its index (so ``DataLoader`` workers can return
+    samples): the copy reads the same file, opened once per process for all the copies.
     """
 
     __slots__ = ("_cols", "index")
@@ -192,10 +195,32 @@ class Sample:
         start = cols.at[i]
         return inner_image(cols.view, start, start + size, track, f"{layout.INPUT_TRACK}[{i}]")
 
+    def __reduce__(self):
+        return _unpickle_sample, (self._cols.file, self.index)
+
     def __repr__(self) -> str:
         if self.missing:
             return f"<Sample {self.index} missing>"
         return f"<Sample {self.index} target={self.target} filename={self.filename!r} size={self.size}>"
+
+
+_UNPICKLED: "weakref.WeakValueDictionary[tuple, _Columns]" = weakref.WeakValueDictionary()
+_UNPICKLED_LOCK = threading.Lock()
+
+
+def _unpickle_sample(file: BznaFile, index: int) -> Sample:
+    """Sample ``index`` of ``file`` (a BznaFile that pickled by path): what unpickling gives.
+
+    The samples unpickled in a process share the columns of their file while any of them lives,
+    as long as the path names the same file (device, inode, size and modification time).
+    """
+    info = os.stat(file.path)
+    key = (file.path, info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    with _UNPICKLED_LOCK:
+        cols = _UNPICKLED.get(key)
+        if cols is None:
+            cols = _UNPICKLED[key] = _Columns(file)
+    return Sample(cols, index)
 
 
 class Dataset:

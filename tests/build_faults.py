@@ -1,0 +1,61 @@
+"""Faults injected into ``bzna build`` through ``build()``'s public ``encode`` parameter.
+
+Each fault is a per-image function for the worker processes (they import this module by name):
+it records its worker's pid as an empty file in ``$BZNA_FAULT_PIDS``, encodes the image as
+:func:`~bzna_boxes.build.encode_source` does, and strikes when it meets the image named
+``TRIGGER``. :func:`main` runs the ``bzna build`` command with one of them::
+
+    python -c 'import build_faults; build_faults.main()' FAULT SRC OUT [bzna build options]
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+import sys
+import threading
+from typing import Any
+
+from bzna_boxes import build as building
+from bzna_boxes.build import Source, encode_source
+from bzna_boxes.cli import main as bzna
+
+TRIGGER = "trigger.png"
+
+
+def _strikes(source: Source) -> bool:
+    folder = os.environ.get("BZNA_FAULT_PIDS")
+    if folder:
+        open(os.path.join(folder, str(os.getpid())), "w").close()
+    return os.path.basename(source.filename) == TRIGGER
+
+
+def kill_own_worker(source: Source, encode_options: dict[str, Any]):
+    """SIGKILL this worker (as the kernel's out-of-memory killer would) at the trigger image."""
+    if _strikes(source):
+        os.kill(os.getpid(), signal.SIGKILL)
+    return encode_source(source, encode_options)
+
+
+def interrupt_build(source: Source, encode_options: dict[str, Any]):
+    """Send SIGINT (Ctrl-C) to the build, this worker's parent, at the trigger image."""
+    if _strikes(source):
+        os.kill(os.getppid(), signal.SIGINT)
+    return encode_source(source, encode_options)
+
+
+def kill_build(source: Source, encode_options: dict[str, Any]):
+    """SIGKILL the build, this worker's parent, at the trigger image, then never finish that image
+    (so that nothing but the parent's death can end this worker)."""
+    if _strikes(source):
+        os.kill(os.getppid(), signal.SIGKILL)
+        threading.Event().wait()
+    return encode_source(source, encode_options)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``bzna build SRC OUT OPTIONS`` with the per-image work of the fault named first."""
+    fault, *args = sys.argv[1:] if argv is None else argv
+    building.build = functools.partial(building.build, encode=globals()[fault])
+    sys.exit(bzna(["build", *args]))
