@@ -86,6 +86,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "DEFAULT_CRF",
     "DEFAULT_PRESET",
+    "DEFAULT_X265_PARAMS",
     "FRAME_MULTIPLE",
     "THUMBNAIL_SIZE",
     "EncodedFrame",
@@ -95,14 +96,22 @@ __all__ = [
     "load_rgb",
     "register_image_plugins",
     "pad_to_multiple",
+    "keep_freed_memory",
     "resized_size",
     "rgb_to_yuv420p",
     "thumbnail_size",
     "x265_options",
 ]
 
-DEFAULT_CRF = 18.0
-DEFAULT_PRESET = "medium"
+DEFAULT_CRF = 16.0
+DEFAULT_PRESET = "ultrafast"
+DEFAULT_X265_PARAMS = "psy-rd=0:signhide=1:ctu=64"
+"""x265 parameters of the default, applied after :data:`DEFAULT_PRESET` when no preset is named.
+
+Chosen on the measured rate-distortion-speed front of one intra picture (``docs/building.md``):
+no psycho-visual rate-distortion (it spends bits on texture that PSNR does not reward, and
+time), sign-bit hiding and 64x64 coding tree units (each saves bits for almost no time).
+"""
 FRAME_MULTIPLE = 512
 THUMBNAIL_SIZE = 512
 
@@ -243,13 +252,23 @@ def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def x265_options(
-    crf: float = DEFAULT_CRF, preset: str = DEFAULT_PRESET, x265_params: str | dict | None = None
+    crf: float | None = None, preset: str | None = None, x265_params: str | dict | None = None
 ) -> dict[str, str]:
-    """The libx265 codec options :func:`encode_frame` opens the encoder with."""
+    """The libx265 codec options :func:`encode_frame` opens the encoder with.
+
+    ``crf`` ``None`` is :data:`DEFAULT_CRF`. ``preset`` ``None`` is the library's default:
+    :data:`DEFAULT_PRESET` followed by :data:`DEFAULT_X265_PARAMS`; a named preset (even that
+    one) is x265's preset alone. ``x265_params`` come last, so they win.
+    """
     if isinstance(x265_params, dict):
         x265_params = ":".join(f"{key}={value}" for key, value in x265_params.items())
-    params = _BASE_X265_PARAMS + (":" + x265_params if x265_params else "")
-    return {"crf": f"{crf:g}", "preset": preset, "x265-params": params}
+    params = _BASE_X265_PARAMS
+    if preset is None and DEFAULT_X265_PARAMS:
+        params += ":" + DEFAULT_X265_PARAMS
+    if x265_params:
+        params += ":" + x265_params
+    crf = DEFAULT_CRF if crf is None else crf
+    return {"crf": f"{crf:g}", "preset": DEFAULT_PRESET if preset is None else preset, "x265-params": params}
 
 
 def rgb_to_yuv420p(rgb: np.ndarray):
@@ -301,16 +320,18 @@ def encode_image(
     rgb: np.ndarray,
     *,
     max_short_side: int | None = 512,
-    crf: float = DEFAULT_CRF,
-    preset: str = DEFAULT_PRESET,
+    crf: float | None = None,
+    preset: str | None = None,
     x265_params: str | dict | None = None,
 ) -> EncodedSample:
     """Encode an H x W x 3 uint8 RGB image as a ``.bzna`` image frame and thumbnail.
 
     See the module documentation for the geometry and the colour conversion.
+    ``crf`` and ``preset`` ``None`` are the library's defaults (see :func:`x265_options`).
     ``x265_params`` (``"key=value:key=value"`` or a dict) go to libx265 after the
     library's own (``log-level=error``, ``info=0``, ``repeat-headers=0``, colour
-    description), so they can override them.
+    description, and the default's tuning when no preset is named), so they can
+    override them.
     """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -329,6 +350,35 @@ def encode_image(
         small = pad_to_multiple(_resize(picture, size), THUMBNAIL_SIZE)
         thumbnail = encode_frame(small, *size, **options)
     return EncodedSample(image, thumbnail)
+
+
+_memory_kept = False
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed memory in the heap, for a process that encodes picture after picture.
+
+    Every picture opens a fresh x265 encoder, whose buffers (some MB for a 512x512 frame) glibc
+    would map and unmap anew, the kernel faulting in and zeroing each page: about a tenth of
+    a picture's CPU time at the default settings. Raising the mmap threshold to 64 MiB and the
+    trim threshold to 256 MiB keeps them for the next encoder (the process then holds up to
+    that much freed memory). Output bytes do not change. Idempotent; does nothing where
+    ``mallopt`` is missing. ``bzna build``'s workers (:func:`bzna_boxes.build.encode_source`)
+    call it; a program of one's own may.
+    """
+    global _memory_kept
+    if _memory_kept:
+        return
+    _memory_kept = True
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    mallopt(m_mmap_threshold, 64 << 20)
+    mallopt(m_trim_threshold, 256 << 20)
 
 
 # ---------------------------------------------------------------------------
