@@ -283,16 +283,65 @@ def rgb_to_yuv420p(rgb: np.ndarray):
     return frame.reformat(format="yuv420p", interpolation="AREA")
 
 
+def _padded_yuv420p(picture: np.ndarray, multiple: int):
+    """``rgb_to_yuv420p(pad_to_multiple(picture, multiple))``, the same samples for less work.
+
+    Only the picture and the 2 or 3 edge-replicated columns and rows that its last chroma
+    samples and the first all-padding ones need go through swscale; the rest of the padding
+    repeats the planes' last column and row (every chroma sample of the padding beyond is
+    the mean of four copies of an edge pixel pair, so equal to that first one).
+    """
+    import av
+
+    height, width = picture.shape[:2]
+    frame_height, frame_width = height + (-height % multiple), width + (-width % multiple)
+    extra_h = min(height % 2 + 2, frame_height - height)
+    extra_w = min(width % 2 + 2, frame_width - width)
+    edged = np.pad(picture, ((0, extra_h), (0, extra_w), (0, 0)), mode="edge") if extra_h or extra_w else picture
+    converted = rgb_to_yuv420p(edged)
+    buffer = np.empty(frame_height * frame_width * 3 // 2, np.uint8)
+    at = 0
+    for index, (plane_h, plane_w) in enumerate(((frame_height, frame_width),) + ((frame_height // 2, frame_width // 2),) * 2):
+        plane = converted.planes[index]
+        rows, cols = (edged.shape[0], edged.shape[1]) if index == 0 else ((edged.shape[0] + 1) // 2, (edged.shape[1] + 1) // 2)
+        source = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :cols]
+        target = buffer[at : at + plane_h * plane_w].reshape(plane_h, plane_w)
+        target[:rows, :cols] = source
+        target[:rows, cols:] = source[:, -1:]
+        target[rows:] = target[rows - 1 : rows]
+        at += plane_h * plane_w
+    return av.VideoFrame.from_ndarray(buffer.reshape(frame_height * 3 // 2, frame_width), format="yuv420p")
+
+
+_HVCC_CACHE: dict[bytes, dict] = {}
+_HVCC_CACHE_LIMIT = 256
+
+
+def _hvcc_of(extradata: bytes) -> dict:
+    """The hvcC fields of an encoder's extradata; frames of equal parameter sets share one dict (read-only)."""
+    fields = _HVCC_CACHE.get(extradata)
+    if fields is None:
+        if len(_HVCC_CACHE) >= _HVCC_CACHE_LIMIT:
+            _HVCC_CACHE.clear()
+        fields = _HVCC_CACHE[extradata] = hevc.hvcc_fields_from_annexb(extradata)
+    return fields
+
+
 def encode_frame(frame_rgb: np.ndarray, width: int, height: int, **options) -> EncodedFrame:
     """Encode one already padded H x W x 3 uint8 frame as an H.265 intra picture.
 
     ``width`` and ``height`` give the picture inside the frame (the clean aperture);
     ``options`` are those of :func:`x265_options`.
     """
+    return _encode_yuv(rgb_to_yuv420p(frame_rgb), width, height, options)
+
+
+def _encode_yuv(frame, width: int, height: int, options: dict) -> EncodedFrame:
+    """Encode a padded ``yuv420p`` PyAV frame (see :func:`encode_frame`)."""
     import av
     from av.codec.context import Flags
 
-    frame_height, frame_width = frame_rgb.shape[:2]
+    frame_height, frame_width = frame.height, frame.width
     ctx = av.CodecContext.create("libx265", "w")
     ctx.width = frame_width
     ctx.height = frame_height
@@ -301,13 +350,12 @@ def encode_frame(frame_rgb: np.ndarray, width: int, height: int, **options) -> E
     ctx.flags |= Flags.global_header
     ctx.options = x265_options(**options)
     ctx.open()
-    frame = rgb_to_yuv420p(frame_rgb)
     frame.pts = 0
     packets = [bytes(p) for p in ctx.encode(frame)] + [bytes(p) for p in ctx.encode(None)]
     if len(packets) != 1:
         raise RuntimeError(f"libx265 gave {len(packets)} packets for one picture, expected 1")
 
-    fields = hevc.hvcc_fields_from_annexb(bytes(ctx.extradata))
+    fields = _hvcc_of(bytes(ctx.extradata))
     payload = hevc.to_length_prefixed(
         nal
         for nal in hevc.split_annexb(packets[0])
@@ -343,12 +391,12 @@ def encode_image(
     picture = _resize(rgb, (width, height))
     options = dict(crf=crf, preset=preset, x265_params=x265_params)
 
-    image = encode_frame(pad_to_multiple(picture), width, height, **options)
+    image = _encode_yuv(_padded_yuv420p(picture, FRAME_MULTIPLE), width, height, options)
     thumbnail = None
     if width > THUMBNAIL_SIZE or height > THUMBNAIL_SIZE:
         size = thumbnail_size(width, height)
-        small = pad_to_multiple(_resize(picture, size), THUMBNAIL_SIZE)
-        thumbnail = encode_frame(small, *size, **options)
+        small = _padded_yuv420p(_resize(picture, size), THUMBNAIL_SIZE)
+        thumbnail = _encode_yuv(small, *size, options)
     return EncodedSample(image, thumbnail)
 
 
@@ -439,7 +487,7 @@ def load_rgb(path_or_file: Union[str, "os.PathLike[str]", "BinaryIO"]) -> np.nda
             raise ValueError(f"cannot read image {name!r}: not a regular file")
     try:
         with Image.open(path_or_file) as im:
-            im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)  # no copy when there is nothing to turn
             return _to_rgb(im)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise

@@ -14,6 +14,7 @@ from bzna_boxes.encode import (
     DEFAULT_PRESET,
     DEFAULT_X265_PARAMS,
     EncodedFrame,
+    encode_frame,
     encode_image,
     keep_freed_memory,
     load_rgb,
@@ -231,6 +232,18 @@ def test_default_encode_is_deterministic_and_tuned():
     assert first == second  # payloads and hvcC fields
     assert encode_image(src, preset="ultrafast", crf=16, x265_params="psy-rd=0:signhide=1:ctu=64") == first
     assert encode_image(src, preset="ultrafast", crf=16).image.payload != first.image.payload
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (500, 375), (511, 333), (512, 512), (513, 200), (700, 301)])
+def test_encode_image_frames_equal_encoding_the_padded_frames(size):
+    """encode_image pads the converted planes, not the RGB picture: the same samples, so the same bytes."""
+    width, height = size
+    rgb = gradient(height, width)
+    sample = encode_image(rgb, preset="ultrafast")
+    assert sample.image == encode_frame(pad_to_multiple(rgb), width, height, preset="ultrafast")
+    if sample.thumbnail is not None:
+        small = np.asarray(Image.fromarray(rgb).resize(thumbnail_size(width, height), Image.Resampling.LANCZOS))
+        assert sample.thumbnail == encode_frame(pad_to_multiple(small), *small.shape[1::-1], preset="ultrafast")
 
 
 def test_keep_freed_memory_keeps_the_bytes():
