@@ -217,12 +217,12 @@ def test_default_settings():
     """The default (docs/building.md): preset ultrafast, CRF 16 and the tuning, which a named preset drops."""
     options = x265_options()
     assert (options["preset"], options["crf"]) == (DEFAULT_PRESET, "16") == ("ultrafast", "16")
-    assert DEFAULT_X265_PARAMS == "psy-rd=0:signhide=1:ctu=64"
-    assert options["x265-params"].endswith(":chromaloc=1:psy-rd=0:signhide=1:ctu=64")
+    assert DEFAULT_X265_PARAMS == "psy-rd=0:signhide=1:ctu=64:rd=1"
+    assert options["x265-params"].endswith(":chromaloc=1:psy-rd=0:signhide=1:ctu=64:rd=1")
     assert "psy-rd" not in x265_options(preset="ultrafast")["x265-params"]
     assert "psy-rd" not in x265_options(20, "medium")["x265-params"]
     # the caller's parameters come last, so they win over the tuning
-    assert x265_options(x265_params="signhide=0")["x265-params"].endswith(":ctu=64:signhide=0")
+    assert x265_options(x265_params="signhide=0")["x265-params"].endswith(":rd=1:signhide=0")
 
 
 def test_default_encode_is_deterministic_and_tuned():
@@ -230,7 +230,7 @@ def test_default_encode_is_deterministic_and_tuned():
     first, second = encode_image(src), encode_image(src)
     assert first.thumbnail is not None
     assert first == second  # payloads and hvcC fields
-    assert encode_image(src, preset="ultrafast", crf=16, x265_params="psy-rd=0:signhide=1:ctu=64") == first
+    assert encode_image(src, preset="ultrafast", crf=16, x265_params="psy-rd=0:signhide=1:ctu=64:rd=1") == first
     assert encode_image(src, preset="ultrafast", crf=16).image.payload != first.image.payload
 
 
@@ -268,7 +268,7 @@ def test_build_and_writer_default_to_the_library_default(tmp_path, capsys):
     with DatasetWriter(tmp_path / "written.bzna") as writer:
         writer.add(src, 0, "cat/a.jpg")
     assert (tmp_path / "written.bzna").read_bytes() == built.read_bytes()
-    tuned = encode_image(src, preset="ultrafast", crf=16, x265_params="psy-rd=0:signhide=1:ctu=64")
+    tuned = encode_image(src, preset="ultrafast", crf=16, x265_params="psy-rd=0:signhide=1:ctu=64:rd=1")
     assert InnerSample.from_encoded(tuned, 0, "cat/a.jpg").data in built.read_bytes()
 
 
