@@ -44,27 +44,15 @@ slice NAL unit. SEI that x265 puts in the access unit on request (``hash=1``,
 ``hrd=1``) stays there; an SEI it puts in the extradata (``info=1``) goes to the
 ``hvcC`` arrays, as with FFmpeg.
 
-Quality: ``DEFAULT_CRF`` 18 with preset medium keeps every photograph we measured above
-38 dB luma PSNR and 32 dB RGB PSNR, with 1.5 dB to spare; CRF 20 leaves 0.3 dB, CRF 23
-falls below. Measured with ``python benchmarks/bench_encode.py --psnr --images DIR`` on
-scikit-image's photographs, resized to a short side of at most 512, decoded with FFmpeg's
-hevc decoder, converted back to RGB by PyAV, PSNR against the resized source inside the
-clean aperture, luma being BT.601 Y' computed from RGB (x265 4.2, PyAV 18.1)::
+Quality: the default (preset ultrafast, CRF 16, :data:`DEFAULT_X265_PARAMS`) was chosen on
+the rate-distortion-speed front measured by ``benchmarks/bench_encode_front.py`` on 220
+varied photographs (``docs/building.md``): luma PSNR 41.6 dB on average and at least 38.9 dB
+on every one, 3.2x the images per core of the former default (preset medium, CRF 18: 41.5 dB
+mean, 38.15 dB minimum), for 15 % more bytes. PSNR is measured on the image frame decoded
+by FFmpeg's hevc decoder and converted back to RGB by PyAV, against the (resized) source
+inside the clean aperture, luma being BT.601 Y' computed from RGB (x265 4.2, PyAV 18.1).
 
-    image (resized)              image bytes  thumbnail  luma dB (CRF 16/18/20/23)  RGB dB at 18
-    astronaut.png       512x512      31110        -      41.0 / 40.1 / 39.2 / 37.5      35.8
-    chelsea.png         451x300      19435        -      41.3 / 40.2 / 39.2 / 37.4      37.9
-    coffee.png          600x400      42298     30520     41.0 / 39.9 / 38.7 / 36.8      35.3
-    rocket.jpg          640x427      30146     19696     43.2 / 42.5 / 41.6 / 40.0      34.0
-    motorcycle_left     741x500      62151     35573     40.6 / 39.6 / 38.4 / 36.5      34.6
-    motorcycle_right    741x500      61158     34920     40.7 / 39.7 / 38.5 / 36.6      34.7
-    hubble_deep_field   587x512      59713     43842     40.9 / 39.6 / 38.3 / 36.6      34.2
-    retina.jpg          512x512      16537        -      42.9 / 42.3 / 41.7 / 40.6      39.0
-    camera.png (gray)   512x512      37145        -      43.3 / 41.7 / 40.1 / 37.6      41.7
-    moon.png (gray)     512x512      14257        -      45.2 / 44.3 / 43.3 / 41.8      44.3
-
-The JPEG fixtures of ``fixtures/images`` (and 65x33 and 200x150 crops of them) give
-39.7 to 43.9 dB luma and 37.4 to 42.8 dB RGB at CRF 18. RGB PSNR is lower than luma
+RGB PSNR is lower than luma
 because the 4:2:0 conversion alone, without encoding, caps it at about 35 to 43 dB
 depending on the image (35.0 dB for rocket.jpg).
 """
