@@ -4,14 +4,15 @@
     python benchmarks/bench_build.py --n 200 --repeats 5 --preset medium --crf 18
     python benchmarks/bench_build.py --profile                # per-stage CPU time of one image
 
-Sources: :func:`photos.varied_photos` (``--n`` different crops, rescales and mirrors of the fixture
+Sources (``--size WxH``: centre crops of the fixtures all of that size instead):
+:func:`photos.varied_photos` (``--n`` different crops, rescales and mirrors of the fixture
 photographs, and of scikit-image's when it is installed or its ``skimage/data`` folder is given
 with ``--images``; long side 500 six times in ten, else 400-800), saved as JPEG quality 90 in an
 ImageFolder tree of three classes in a temporary folder.
 
 Timed in the same run, interleaved at each repeat, medians reported:
 
-* the floor: a bare PyAV libx265 encode (the library's codec options and RGB -> yuv420p
+* the floor: a bare PyAV libx265 encode (glibc told to keep freed memory, as in build workers) (the library's codec options and RGB -> yuv420p
   conversion) of the very frames a build encodes (each image already decoded, resized and padded,
   and its thumbnail), one fresh encoder per picture as independent intra pictures need; nothing
   else (no JPEG decode, no container); x265 held to one thread (``pools=1:frame-threads=1``) as in
@@ -53,6 +54,7 @@ from bzna_boxes.cli import main as bzna  # noqa: E402
 from bzna_boxes.encode import (  # noqa: E402
     THUMBNAIL_SIZE,
     _resize,
+    keep_freed_memory,
     load_rgb,
     pad_to_multiple,
     resized_size,
@@ -60,18 +62,19 @@ from bzna_boxes.encode import (  # noqa: E402
     thumbnail_size,
     x265_options,
 )
-from photos import photo_sources, varied_photos  # noqa: E402
+from photos import photo_crops, photo_sources, varied_photos  # noqa: E402
 
 ONE_THREAD = "pools=1:frame-threads=1"
 """What a build worker gives x265: one thread (same bitstream)."""
 
 
-def make_sources(folder: Path, n: int, extra: list[Path]) -> list[Path]:
-    """n different photographs as JPEG q90 files in three class folders."""
+def make_sources(folder: Path, n: int, extra: list[Path], size: tuple[int, int] | None = None) -> list[Path]:
+    """n different photographs (all of ``size`` when given) as JPEG q90 files in three class folders."""
     from PIL import Image
 
     paths = []
-    for i, rgb in enumerate(varied_photos(n, photo_sources(extra))):
+    images = photo_crops(size, n, mirror_odd=True) if size else varied_photos(n, photo_sources(extra))
+    for i, rgb in enumerate(images):
         path = folder / f"class{i % 3:02d}" / f"{i:05d}.jpg"
         path.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(rgb).save(path, "JPEG", quality=90)
@@ -205,13 +208,16 @@ def main() -> None:
     parser.add_argument("--preset", default=None, help="default: the library's")
     parser.add_argument("--x265-params", default=None, help="default: the library's")
     parser.add_argument("--images", type=Path, action="append", default=[], help="more photographs (file or folder)")
+    parser.add_argument("--size", type=lambda t: tuple(map(int, t.split("x"))), default=None,
+                        help="WxH: every image that size (centre crops of the fixtures), e.g. 500x375")
     parser.add_argument("--profile", action="store_true", help="print the per-stage breakdown instead")
     args = parser.parse_args()
     options = {k: v for k, v in (("crf", args.crf), ("preset", args.preset), ("x265_params", args.x265_params)) if v is not None}
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"
-        paths = make_sources(src, args.n, args.images)
+        paths = make_sources(src, args.n, args.images, args.size)
+        keep_freed_memory()  # as a build worker does, so that the floor and the builds allocate alike
         jpeg = sum(p.stat().st_size for p in paths) / args.n
         if args.profile:
             from bzna_boxes.build import list_sources
@@ -264,7 +270,7 @@ def main() -> None:
     print("per image, start-up left out          CPU ms   x floor   wall ms   x floor   images/s")
     print(f"  bare PyAV libx265 (floor)         {1000 * f_cpu:9.1f}   {1:6.3f}  {1000 * f_wall:8.1f}   {1:6.3f}  {1 / f_wall:8.2f}")
     for w in ("w1", "w2"):
-        c, t = per_image[w]
+        t, c = per_image[w]  # (wall, CPU)
         print(f"  bzna build --workers {w[1]}          {1000 * c:9.1f}   {c / f_cpu:6.3f}  {1000 * t:8.1f}   {t / f_wall:6.3f}  {1 / t:8.2f}")
     print(f"  1 -> 2 workers: {per_image['w1'][0] / per_image['w2'][0]:.2f}x wall per image (start-up left out), "
           f"{med['w1'][0] / med['w2'][0]:.2f}x whole builds; start-up: "
