@@ -32,8 +32,6 @@ sys.path.insert(0, str(ROOT))
 
 from bzna_boxes import Box  # noqa: E402
 from bzna_boxes.encode import (  # noqa: E402
-    DEFAULT_CRF,
-    DEFAULT_PRESET,
     encode_image,
     load_rgb,
     pad_to_multiple,
@@ -92,7 +90,8 @@ def bare_encode(frame_rgb: np.ndarray, options: dict) -> int:
 def bench_speed(args) -> None:
     inputs = make_inputs(source_paths(args.images), args.n)
     padded = [np.ascontiguousarray(pad_to_multiple(rgb)) for rgb, _ in inputs]
-    options = x265_options(args.crf, args.preset)
+    options = x265_options(args.crf, args.preset, args.x265_params)
+    chosen = dict(crf=args.crf, preset=args.preset, x265_params=args.x265_params)
     ours, floor, ours_cpu, floor_cpu = [], [], [], []
     for _ in range(args.repeats):
         # image by image, alternating which goes first, so that drifts of the machine and
@@ -102,7 +101,7 @@ def bench_speed(args) -> None:
         samples = []
         for i, ((rgb, _), frame) in enumerate(zip(inputs, padded)):
             runs = [
-                ("ours", lambda: samples.append(encode_image(rgb, crf=args.crf, preset=args.preset))),
+                ("ours", lambda: samples.append(encode_image(rgb, **chosen))),
                 ("floor", lambda: bare_encode(frame, options)),
             ]
             for name, run in runs[:: 1 if i % 2 == 0 else -1]:
@@ -122,7 +121,7 @@ def bench_speed(args) -> None:
     c_ours, c_floor = statistics.median(ours_cpu), statistics.median(floor_cpu)
     jpeg = statistics.mean(b for _, b in inputs)
     hevc_bytes = statistics.mean(sizes)
-    print(f"{args.n} images {SIZE[0]}x{SIZE[1]}, CRF {args.crf:g}, preset {args.preset}, "
+    print(f"{args.n} images {SIZE[0]}x{SIZE[1]}, codec options {options}, "
           f"median of {args.repeats} repeats (CPU time: all threads of the process)")
     print(f"  encode_image        {1 / t_ours:7.2f} images/s  ({1000 * t_ours:6.1f} ms/image, {1000 * c_ours:6.1f} ms CPU)")
     print(f"  bare PyAV libx265   {1 / t_floor:7.2f} images/s  ({1000 * t_floor:6.1f} ms/image, {1000 * c_floor:6.1f} ms CPU)")
@@ -146,7 +145,7 @@ def bench_psnr(args) -> None:
     for path in source_paths(args.images):
         src = load_rgb(path)
         for crf in args.crfs:
-            sample = encode_image(src, crf=crf, preset=args.preset)
+            sample = encode_image(src, crf=crf, preset=args.preset, x265_params=args.x265_params)
             frame = sample.image
             thumb = len(sample.thumbnail.payload) if sample.thumbnail else 0
             ref = src
@@ -164,11 +163,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=20, help="number of images (speed)")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--crf", type=float, default=DEFAULT_CRF)
-    parser.add_argument("--preset", default=DEFAULT_PRESET)
+    parser.add_argument("--crf", type=float, default=None, help="default: the library's")
+    parser.add_argument("--preset", default=None, help="default: the library's (its preset and x265 parameters)")
+    parser.add_argument("--x265-params", default=None)
     parser.add_argument("--images", type=Path, default=ROOT / "fixtures" / "images")
     parser.add_argument("--psnr", action="store_true", help="print the quality table instead")
-    parser.add_argument("--crfs", type=lambda s: [float(c) for c in s.split(",")], default=[16, 18, 20, 23])
+    parser.add_argument("--crfs", type=lambda s: [float(c) for c in s.split(",")], default=[14, 16, 18, 20])
     args = parser.parse_args()
     if args.psnr:
         bench_psnr(args)

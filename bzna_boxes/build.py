@@ -172,10 +172,14 @@ def _list_file(path: str) -> SourceList:
 
 
 def encode_source(source: Source, encode_options: dict[str, Any]) -> "InnerSample":  # noqa: F821
-    """Read, convert to 8-bit RGB, encode and lay out one image as an inner sample."""
-    from .encode import encode_image, load_rgb
+    """Read, convert to 8-bit RGB, encode and lay out one image as an inner sample.
+
+    The process keeps freed memory for the next image's encoder (:func:`~bzna_boxes.encode.keep_freed_memory`).
+    """
+    from .encode import encode_image, keep_freed_memory, load_rgb
     from .writer import InnerSample
 
+    keep_freed_memory()
     encoded = encode_image(load_rgb(source.path), **encode_options)
     return InnerSample.from_encoded(encoded, source.target, source.filename)
 

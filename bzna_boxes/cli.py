@@ -57,7 +57,7 @@ def _add_build(sub) -> None:
     p.add_argument("out", help="the .bzna file to write")
     p.add_argument("--max-short-side", type=int, default=512, help="resize so the smaller side is at most N (0 keeps originals)")
     p.add_argument("--crf", type=float, default=None, help="x265 constant rate factor (default: the library's)")
-    p.add_argument("--preset", default="medium", help="x265 preset (default medium)")
+    p.add_argument("--preset", default=None, help="x265 preset (default: the library's, see docs/building.md)")
     p.add_argument("--x265-params", default=None, help="extra x265 parameters, 'key=value:key=value'")
     p.add_argument("--workers", type=int, default=None, help="encoding processes (default: all cores)")
     p.add_argument("--fail-fast", action="store_true", help="stop at the first image that cannot be read or encoded")

@@ -44,27 +44,15 @@ slice NAL unit. SEI that x265 puts in the access unit on request (``hash=1``,
 ``hrd=1``) stays there; an SEI it puts in the extradata (``info=1``) goes to the
 ``hvcC`` arrays, as with FFmpeg.
 
-Quality: ``DEFAULT_CRF`` 18 with preset medium keeps every photograph we measured above
-38 dB luma PSNR and 32 dB RGB PSNR, with 1.5 dB to spare; CRF 20 leaves 0.3 dB, CRF 23
-falls below. Measured with ``python benchmarks/bench_encode.py --psnr --images DIR`` on
-scikit-image's photographs, resized to a short side of at most 512, decoded with FFmpeg's
-hevc decoder, converted back to RGB by PyAV, PSNR against the resized source inside the
-clean aperture, luma being BT.601 Y' computed from RGB (x265 4.2, PyAV 18.1)::
+Quality: the default (preset ultrafast, CRF 16, :data:`DEFAULT_X265_PARAMS`) was chosen on
+the rate-distortion-speed front measured by ``benchmarks/bench_encode_front.py`` on 220
+varied photographs (``docs/building.md``): luma PSNR 41.6 dB on average and at least 38.9 dB
+on every one, 3.2x the images per core of the former default (preset medium, CRF 18: 41.5 dB
+mean, 38.15 dB minimum), for 15 % more bytes. PSNR is measured on the image frame decoded
+by FFmpeg's hevc decoder and converted back to RGB by PyAV, against the (resized) source
+inside the clean aperture, luma being BT.601 Y' computed from RGB (x265 4.2, PyAV 18.1).
 
-    image (resized)              image bytes  thumbnail  luma dB (CRF 16/18/20/23)  RGB dB at 18
-    astronaut.png       512x512      31110        -      41.0 / 40.1 / 39.2 / 37.5      35.8
-    chelsea.png         451x300      19435        -      41.3 / 40.2 / 39.2 / 37.4      37.9
-    coffee.png          600x400      42298     30520     41.0 / 39.9 / 38.7 / 36.8      35.3
-    rocket.jpg          640x427      30146     19696     43.2 / 42.5 / 41.6 / 40.0      34.0
-    motorcycle_left     741x500      62151     35573     40.6 / 39.6 / 38.4 / 36.5      34.6
-    motorcycle_right    741x500      61158     34920     40.7 / 39.7 / 38.5 / 36.6      34.7
-    hubble_deep_field   587x512      59713     43842     40.9 / 39.6 / 38.3 / 36.6      34.2
-    retina.jpg          512x512      16537        -      42.9 / 42.3 / 41.7 / 40.6      39.0
-    camera.png (gray)   512x512      37145        -      43.3 / 41.7 / 40.1 / 37.6      41.7
-    moon.png (gray)     512x512      14257        -      45.2 / 44.3 / 43.3 / 41.8      44.3
-
-The JPEG fixtures of ``fixtures/images`` (and 65x33 and 200x150 crops of them) give
-39.7 to 43.9 dB luma and 37.4 to 42.8 dB RGB at CRF 18. RGB PSNR is lower than luma
+RGB PSNR is lower than luma
 because the 4:2:0 conversion alone, without encoding, caps it at about 35 to 43 dB
 depending on the image (35.0 dB for rocket.jpg).
 """
@@ -86,6 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = [
     "DEFAULT_CRF",
     "DEFAULT_PRESET",
+    "DEFAULT_X265_PARAMS",
     "FRAME_MULTIPLE",
     "THUMBNAIL_SIZE",
     "EncodedFrame",
@@ -95,14 +84,23 @@ __all__ = [
     "load_rgb",
     "register_image_plugins",
     "pad_to_multiple",
+    "keep_freed_memory",
     "resized_size",
     "rgb_to_yuv420p",
     "thumbnail_size",
     "x265_options",
 ]
 
-DEFAULT_CRF = 18.0
-DEFAULT_PRESET = "medium"
+DEFAULT_CRF = 16.0
+DEFAULT_PRESET = "ultrafast"
+DEFAULT_X265_PARAMS = "psy-rd=0:signhide=1:ctu=64:rd=1"
+"""x265 parameters of the default, applied after :data:`DEFAULT_PRESET` when no preset is named.
+
+Chosen on the measured rate-distortion-speed front of one intra picture (``docs/building.md``):
+no psycho-visual rate-distortion (it spends bits on texture that PSNR does not reward, and
+time), sign-bit hiding and 64x64 coding tree units (each saves bits for almost no time),
+rate-distortion level 1 (about 6 % faster than ultrafast's 2 at the same bytes and PSNR).
+"""
 FRAME_MULTIPLE = 512
 THUMBNAIL_SIZE = 512
 
@@ -243,13 +241,23 @@ def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def x265_options(
-    crf: float = DEFAULT_CRF, preset: str = DEFAULT_PRESET, x265_params: str | dict | None = None
+    crf: float | None = None, preset: str | None = None, x265_params: str | dict | None = None
 ) -> dict[str, str]:
-    """The libx265 codec options :func:`encode_frame` opens the encoder with."""
+    """The libx265 codec options :func:`encode_frame` opens the encoder with.
+
+    ``crf`` ``None`` is :data:`DEFAULT_CRF`. ``preset`` ``None`` is the library's default:
+    :data:`DEFAULT_PRESET` followed by :data:`DEFAULT_X265_PARAMS`; a named preset (even that
+    one) is x265's preset alone. ``x265_params`` come last, so they win.
+    """
     if isinstance(x265_params, dict):
         x265_params = ":".join(f"{key}={value}" for key, value in x265_params.items())
-    params = _BASE_X265_PARAMS + (":" + x265_params if x265_params else "")
-    return {"crf": f"{crf:g}", "preset": preset, "x265-params": params}
+    params = _BASE_X265_PARAMS
+    if preset is None and DEFAULT_X265_PARAMS:
+        params += ":" + DEFAULT_X265_PARAMS
+    if x265_params:
+        params += ":" + x265_params
+    crf = DEFAULT_CRF if crf is None else crf
+    return {"crf": f"{crf:g}", "preset": DEFAULT_PRESET if preset is None else preset, "x265-params": params}
 
 
 def rgb_to_yuv420p(rgb: np.ndarray):
@@ -264,16 +272,65 @@ def rgb_to_yuv420p(rgb: np.ndarray):
     return frame.reformat(format="yuv420p", interpolation="AREA")
 
 
+def _padded_yuv420p(picture: np.ndarray, multiple: int):
+    """``rgb_to_yuv420p(pad_to_multiple(picture, multiple))``, the same samples for less work.
+
+    Only the picture and the 2 or 3 edge-replicated columns and rows that its last chroma
+    samples and the first all-padding ones need go through swscale; the rest of the padding
+    repeats the planes' last column and row (every chroma sample of the padding beyond is
+    the mean of four copies of an edge pixel pair, so equal to that first one).
+    """
+    import av
+
+    height, width = picture.shape[:2]
+    frame_height, frame_width = height + (-height % multiple), width + (-width % multiple)
+    extra_h = min(height % 2 + 2, frame_height - height)
+    extra_w = min(width % 2 + 2, frame_width - width)
+    edged = np.pad(picture, ((0, extra_h), (0, extra_w), (0, 0)), mode="edge") if extra_h or extra_w else picture
+    converted = rgb_to_yuv420p(edged)
+    buffer = np.empty(frame_height * frame_width * 3 // 2, np.uint8)
+    at = 0
+    for index, (plane_h, plane_w) in enumerate(((frame_height, frame_width),) + ((frame_height // 2, frame_width // 2),) * 2):
+        plane = converted.planes[index]
+        rows, cols = (edged.shape[0], edged.shape[1]) if index == 0 else ((edged.shape[0] + 1) // 2, (edged.shape[1] + 1) // 2)
+        source = np.frombuffer(plane, np.uint8).reshape(-1, plane.line_size)[:rows, :cols]
+        target = buffer[at : at + plane_h * plane_w].reshape(plane_h, plane_w)
+        target[:rows, :cols] = source
+        target[:rows, cols:] = source[:, -1:]
+        target[rows:] = target[rows - 1 : rows]
+        at += plane_h * plane_w
+    return av.VideoFrame.from_ndarray(buffer.reshape(frame_height * 3 // 2, frame_width), format="yuv420p")
+
+
+_HVCC_CACHE: dict[bytes, dict] = {}
+_HVCC_CACHE_LIMIT = 256
+
+
+def _hvcc_of(extradata: bytes) -> dict:
+    """The hvcC fields of an encoder's extradata; frames of equal parameter sets share one dict (read-only)."""
+    fields = _HVCC_CACHE.get(extradata)
+    if fields is None:
+        if len(_HVCC_CACHE) >= _HVCC_CACHE_LIMIT:
+            _HVCC_CACHE.clear()
+        fields = _HVCC_CACHE[extradata] = hevc.hvcc_fields_from_annexb(extradata)
+    return fields
+
+
 def encode_frame(frame_rgb: np.ndarray, width: int, height: int, **options) -> EncodedFrame:
     """Encode one already padded H x W x 3 uint8 frame as an H.265 intra picture.
 
     ``width`` and ``height`` give the picture inside the frame (the clean aperture);
     ``options`` are those of :func:`x265_options`.
     """
+    return _encode_yuv(rgb_to_yuv420p(frame_rgb), width, height, options)
+
+
+def _encode_yuv(frame, width: int, height: int, options: dict) -> EncodedFrame:
+    """Encode a padded ``yuv420p`` PyAV frame (see :func:`encode_frame`)."""
     import av
     from av.codec.context import Flags
 
-    frame_height, frame_width = frame_rgb.shape[:2]
+    frame_height, frame_width = frame.height, frame.width
     ctx = av.CodecContext.create("libx265", "w")
     ctx.width = frame_width
     ctx.height = frame_height
@@ -282,13 +339,12 @@ def encode_frame(frame_rgb: np.ndarray, width: int, height: int, **options) -> E
     ctx.flags |= Flags.global_header
     ctx.options = x265_options(**options)
     ctx.open()
-    frame = rgb_to_yuv420p(frame_rgb)
     frame.pts = 0
     packets = [bytes(p) for p in ctx.encode(frame)] + [bytes(p) for p in ctx.encode(None)]
     if len(packets) != 1:
         raise RuntimeError(f"libx265 gave {len(packets)} packets for one picture, expected 1")
 
-    fields = hevc.hvcc_fields_from_annexb(bytes(ctx.extradata))
+    fields = _hvcc_of(bytes(ctx.extradata))
     payload = hevc.to_length_prefixed(
         nal
         for nal in hevc.split_annexb(packets[0])
@@ -301,16 +357,18 @@ def encode_image(
     rgb: np.ndarray,
     *,
     max_short_side: int | None = 512,
-    crf: float = DEFAULT_CRF,
-    preset: str = DEFAULT_PRESET,
+    crf: float | None = None,
+    preset: str | None = None,
     x265_params: str | dict | None = None,
 ) -> EncodedSample:
     """Encode an H x W x 3 uint8 RGB image as a ``.bzna`` image frame and thumbnail.
 
     See the module documentation for the geometry and the colour conversion.
+    ``crf`` and ``preset`` ``None`` are the library's defaults (see :func:`x265_options`).
     ``x265_params`` (``"key=value:key=value"`` or a dict) go to libx265 after the
     library's own (``log-level=error``, ``info=0``, ``repeat-headers=0``, colour
-    description), so they can override them.
+    description, and the default's tuning when no preset is named), so they can
+    override them.
     """
     rgb = np.asarray(rgb)
     if rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
@@ -322,13 +380,42 @@ def encode_image(
     picture = _resize(rgb, (width, height))
     options = dict(crf=crf, preset=preset, x265_params=x265_params)
 
-    image = encode_frame(pad_to_multiple(picture), width, height, **options)
+    image = _encode_yuv(_padded_yuv420p(picture, FRAME_MULTIPLE), width, height, options)
     thumbnail = None
     if width > THUMBNAIL_SIZE or height > THUMBNAIL_SIZE:
         size = thumbnail_size(width, height)
-        small = pad_to_multiple(_resize(picture, size), THUMBNAIL_SIZE)
-        thumbnail = encode_frame(small, *size, **options)
+        small = _padded_yuv420p(_resize(picture, size), THUMBNAIL_SIZE)
+        thumbnail = _encode_yuv(small, *size, options)
     return EncodedSample(image, thumbnail)
+
+
+_memory_kept = False
+
+
+def keep_freed_memory() -> None:
+    """Let glibc keep freed memory in the heap, for a process that encodes picture after picture.
+
+    Every picture opens a fresh x265 encoder, whose buffers (some MB for a 512x512 frame) glibc
+    would map and unmap anew, the kernel faulting in and zeroing each page: about a tenth of
+    a picture's CPU time at the default settings. Raising the mmap threshold to 64 MiB and the
+    trim threshold to 256 MiB keeps them for the next encoder (the process then holds up to
+    that much freed memory). Output bytes do not change. Idempotent; does nothing where
+    ``mallopt`` is missing. ``bzna build``'s workers (:func:`bzna_boxes.build.encode_source`)
+    call it; a program of one's own may.
+    """
+    global _memory_kept
+    if _memory_kept:
+        return
+    _memory_kept = True
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's malloc.h
+    mallopt(m_mmap_threshold, 64 << 20)
+    mallopt(m_trim_threshold, 256 << 20)
 
 
 # ---------------------------------------------------------------------------
@@ -389,7 +476,7 @@ def load_rgb(path_or_file: Union[str, "os.PathLike[str]", "BinaryIO"]) -> np.nda
             raise ValueError(f"cannot read image {name!r}: not a regular file")
     try:
         with Image.open(path_or_file) as im:
-            im = ImageOps.exif_transpose(im)
+            ImageOps.exif_transpose(im, in_place=True)  # no copy when there is nothing to turn
             return _to_rgb(im)
     except (FileNotFoundError, IsADirectoryError, PermissionError):
         raise

@@ -80,13 +80,24 @@ class InnerSample(NamedTuple):
 # --- inner samples from templates -------------------------------------------------------------
 #
 # layout.inner_sample builds the moov of each inner sample through the box engine (~1 ms). For
-# frames of the same geometry and parameter sets that moov differs only in 8 numbers (the stsz
-# entry and stco offset of its 4 tracks), so it is built once per kind of frame and those
-# numbers are packed into it per sample. The template checks itself against layout once.
+# frames of the same frame sizes and parameter sets that moov differs only in 20 numbers (the
+# stsz entry and stco offset of its 4 tracks; the picture size in the tkhd and clap of its 2
+# video tracks), so it is built once per kind of frame and those numbers are packed into it per
+# sample. The template checks itself against layout once, at two picture sizes.
+
+_CLAP_FIELDS = (("clean_aperture_width_n", "I"), ("clean_aperture_height_n", "I"), ("horiz_off_n", "i"), ("vert_off_n", "i"))
+"""The clap fields that depend on the picture size, and their struct codes (the 4 others are constant)."""
+
+
+def _with_size(frame: layout.Frame, width: int, height: int) -> layout.Frame:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(payload=frame.payload, hvcc=frame.hvcc, frame_width=frame.frame_width,
+                           frame_height=frame.frame_height, width=width, height=height)  # fmt: skip
 
 
 class _InnerTemplate:
-    """The bytes of the inner samples of one image/thumbnail geometry and hvcC, with slots for sizes."""
+    """The bytes of the inner samples of one image/thumbnail frame size and hvcC, with slots for sizes."""
 
     def __init__(self, image: layout.Frame, thumbnail: layout.Frame | None):
         video = thumbnail if thumbnail is not None else image
@@ -105,21 +116,37 @@ class _InnerTemplate:
         self.head = bytes(probe[: mdat._offset])
         self._head = struct.Struct(f">{len(self.head)}sI4s")
         moov_bytes = probe[moov._offset :]
-        slots = []
+        slots = []  # (offset in the moov, struct code, what goes there)
         for index, name in enumerate(layout.INNER_TRACKS):
             stbl = find(moov, f"trak[{index}]/mdia/minf/stbl")
             stsz, stco = find(stbl, "stsz"), find(stbl, "stco")
             if stsz.sample_size or len(stsz.entry_sizes) != 1 or len(stco.chunk_offsets) != 1:
                 raise AssertionError(f"layout.inner_sample changed: {name} has not one stsz entry and one stco offset")
-            slots += [stsz._offset + 20 - moov._offset, stco._offset + 16 - moov._offset]
+            slots += [(stsz._offset + 20, "I", ("size", index)), (stco._offset + 16, "I", ("offset", index))]
+        for index in (0, 1):  # the video tracks: tkhd width and height (16.16, its last fields), clap
+            tkhd = find(moov, f"trak[{index}]/tkhd")
+            clap = find(moov, f"trak[{index}]/mdia/minf/stbl/stsd/hvc1/clap")
+            slots += [(tkhd._offset + tkhd._size - 8, "I", ("tkhd_width", index)),
+                      (tkhd._offset + tkhd._size - 4, "I", ("tkhd_height", index))]  # fmt: skip
+            slots += [(clap._offset + 8 + 8 * k, code, (field, index)) for k, (field, code) in enumerate(_CLAP_FIELDS)]
+        slots.sort()
+        self._order = [what for _, _, what in slots]
         pieces, fmt, at = [], ">", 0
-        for slot in slots:
-            pieces.append(moov_bytes[at:slot])
-            fmt += f"{slot - at}sI"
-            at = slot + 4
+        for offset, code, _ in slots:
+            offset -= moov._offset
+            pieces.append(moov_bytes[at:offset])
+            fmt += f"{offset - at}s{code}"
+            at = offset + 4
         self._moov = struct.Struct(fmt + f"{len(moov_bytes) - at}s")
         self._pieces = pieces + [moov_bytes[at:]]
-        if self.pack(image, thumbnail, 0, probe_name.encode())[0] != probe:
+        self._check(image, thumbnail, probe, probe_name)
+        # at another picture size in the same frames, so that the size slots are checked too
+        other = [_with_size(f, f.width - 1 if f.width > 1 else 2, f.height - 1 if f.height > 1 else 2) if f else None
+                 for f in (image, thumbnail)]  # fmt: skip
+        self._check(*other, layout.inner_sample(*other, 0, probe_name), probe_name)
+
+    def _check(self, image: layout.Frame, thumbnail: layout.Frame | None, expected: bytes, name: str) -> None:
+        if self.pack(image, thumbnail, 0, name.encode())[0] != expected:
             raise AssertionError("layout.inner_sample changed: the inner-sample template no longer matches it")
 
     def pack(self, image: layout.Frame, thumbnail: layout.Frame | None, target: int, name: bytes) -> tuple[bytes, int, int]:
@@ -130,17 +157,30 @@ class _InnerTemplate:
             thumb_payload = thumbnail.payload
             thumb_size = len(thumb_payload)
             thumb_at, thumb_len = _IMAGE_AT + image_size, thumb_size
+            video = thumbnail
         else:
             thumb_payload, thumb_size = b"", 0
             thumb_at, thumb_len = _IMAGE_AT, image_size
+            video = image
         target_at = _IMAGE_AT + image_size + thumb_size
         name_at = target_at + 8
         name_size = len(name)
+        values = {
+            ("size", 0): image_size, ("offset", 0): _IMAGE_AT, ("size", 1): thumb_len, ("offset", 1): thumb_at,
+            ("size", 2): 8, ("offset", 2): target_at, ("size", 3): name_size, ("offset", 3): name_at,
+        }  # fmt: skip
+        for index, frame in ((0, image), (1, video)):
+            values[("tkhd_width", index)] = frame.width << 16
+            values[("tkhd_height", index)] = frame.height << 16
+            values[("clean_aperture_width_n", index)] = frame.width
+            values[("clean_aperture_height_n", index)] = frame.height
+            values[("horiz_off_n", index)] = frame.width - frame.frame_width
+            values[("vert_off_n", index)] = frame.height - frame.frame_height
         p = self._pieces
-        moov = self._moov.pack(
-            p[0], image_size, p[1], _IMAGE_AT, p[2], thumb_len, p[3], thumb_at,
-            p[4], 8, p[5], target_at, p[6], name_size, p[7], name_at, p[8],
-        )  # fmt: skip
+        fields = []
+        for piece, what in zip(p, self._order):
+            fields += (piece, values[what])
+        moov = self._moov.pack(*fields, p[-1])
         head = self._head.pack(self.head, name_at + name_size - _IMAGE_AT + 8, b"mdat")
         try:
             packed_target = _PACK_TARGET(target)
@@ -156,7 +196,7 @@ _CACHE_LIMIT = 4096
 
 
 def _geometry(frame: layout.Frame | None) -> tuple:
-    return (frame.frame_width, frame.frame_height, frame.width, frame.height) if frame is not None else ()
+    return (frame.frame_width, frame.frame_height) if frame is not None else ()
 
 
 def _hvcc_key(hvcc: Any) -> tuple | bytes:
@@ -175,11 +215,10 @@ def _template_for(image: layout.Frame, thumbnail: layout.Frame | None) -> _Inner
     """The template of these frames: by identity of their hvcC dicts first, then by content."""
     if thumbnail is None:
         thumb_hvcc = None
-        fast_key = (id(image.hvcc), image.frame_width, image.frame_height, image.width, image.height)
+        fast_key = (id(image.hvcc), image.frame_width, image.frame_height)
     else:
         thumb_hvcc = thumbnail.hvcc
-        fast_key = (id(image.hvcc), image.frame_width, image.frame_height, image.width, image.height,
-                    id(thumb_hvcc), thumbnail.frame_width, thumbnail.frame_height, thumbnail.width, thumbnail.height)  # fmt: skip
+        fast_key = (id(image.hvcc), image.frame_width, image.frame_height, id(thumb_hvcc), thumbnail.frame_width, thumbnail.frame_height)
     hit = _TEMPLATES_BY_ID.get(fast_key)
     if hit is not None and hit[0] is image.hvcc and hit[1] is thumb_hvcc:
         return hit[2]

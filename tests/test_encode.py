@@ -11,8 +11,12 @@ import pytest
 from bzna_boxes import hevc
 from bzna_boxes.encode import (
     DEFAULT_CRF,
+    DEFAULT_PRESET,
+    DEFAULT_X265_PARAMS,
     EncodedFrame,
+    encode_frame,
     encode_image,
+    keep_freed_memory,
     load_rgb,
     pad_to_multiple,
     resized_size,
@@ -207,6 +211,65 @@ def test_x265_params_and_sei():
     # parameter sets repeated in-band never reach the payload
     frame = encode_image(gradient(8, 8), preset="ultrafast", x265_params="repeat-headers=1").image
     assert [hevc.nal_unit_type(n) for n in hevc.from_length_prefixed(frame.payload)] == [20]
+
+
+def test_default_settings():
+    """The default (docs/building.md): preset ultrafast, CRF 16 and the tuning, which a named preset drops."""
+    options = x265_options()
+    assert (options["preset"], options["crf"]) == (DEFAULT_PRESET, "16") == ("ultrafast", "16")
+    assert DEFAULT_X265_PARAMS == "psy-rd=0:signhide=1:ctu=64:rd=1"
+    assert options["x265-params"].endswith(":chromaloc=1:psy-rd=0:signhide=1:ctu=64:rd=1")
+    assert "psy-rd" not in x265_options(preset="ultrafast")["x265-params"]
+    assert "psy-rd" not in x265_options(20, "medium")["x265-params"]
+    # the caller's parameters come last, so they win over the tuning
+    assert x265_options(x265_params="signhide=0")["x265-params"].endswith(":rd=1:signhide=0")
+
+
+def test_default_encode_is_deterministic_and_tuned():
+    src = load_rgb(PHOTOS / "space" / "rocket.jpg")  # 640x427: an image frame and a thumbnail
+    first, second = encode_image(src), encode_image(src)
+    assert first.thumbnail is not None
+    assert first == second  # payloads and hvcC fields
+    assert encode_image(src, preset="ultrafast", crf=16, x265_params="psy-rd=0:signhide=1:ctu=64:rd=1") == first
+    assert encode_image(src, preset="ultrafast", crf=16).image.payload != first.image.payload
+
+
+@pytest.mark.parametrize("size", [(1, 1), (3, 5), (500, 375), (511, 333), (512, 512), (513, 200), (700, 301)])
+def test_encode_image_frames_equal_encoding_the_padded_frames(size):
+    """encode_image pads the converted planes, not the RGB picture: the same samples, so the same bytes."""
+    width, height = size
+    rgb = gradient(height, width)
+    sample = encode_image(rgb, preset="ultrafast")
+    assert sample.image == encode_frame(pad_to_multiple(rgb), width, height, preset="ultrafast")
+    if sample.thumbnail is not None:
+        small = np.asarray(Image.fromarray(rgb).resize(thumbnail_size(width, height), Image.Resampling.LANCZOS))
+        assert sample.thumbnail == encode_frame(pad_to_multiple(small), *small.shape[1::-1], preset="ultrafast")
+
+
+def test_keep_freed_memory_keeps_the_bytes():
+    src = load_rgb(PHOTOS / "cat" / "chelsea_face.jpg")
+    before = encode_image(src)
+    keep_freed_memory()
+    keep_freed_memory()  # idempotent
+    assert encode_image(src) == before
+
+
+def test_build_and_writer_default_to_the_library_default(tmp_path, capsys):
+    """``bzna build`` without --preset/--crf and ``DatasetWriter()`` encode with the default settings."""
+    from bzna_boxes.cli import main
+    from bzna_boxes.writer import DatasetWriter, InnerSample
+
+    folder = tmp_path / "src" / "cat"
+    folder.mkdir(parents=True)
+    (folder / "a.jpg").write_bytes((PHOTOS / "cat" / "chelsea_face.jpg").read_bytes())
+    built = tmp_path / "built.bzna"
+    assert main(["build", str(tmp_path / "src"), str(built), "--workers", "1", "-q"]) == 0
+    src = load_rgb(folder / "a.jpg")
+    with DatasetWriter(tmp_path / "written.bzna") as writer:
+        writer.add(src, 0, "cat/a.jpg")
+    assert (tmp_path / "written.bzna").read_bytes() == built.read_bytes()
+    tuned = encode_image(src, preset="ultrafast", crf=16, x265_params="psy-rd=0:signhide=1:ctu=64:rd=1")
+    assert InnerSample.from_encoded(tuned, 0, "cat/a.jpg").data in built.read_bytes()
 
 
 @pytest.mark.parametrize("bad", [np.zeros((4, 4), np.uint8), np.zeros((4, 4, 4), np.uint8),

@@ -76,6 +76,25 @@ def test_samples_with_their_own_hvcc_records_share_templates(encoded):
     assert InnerSample.from_encoded(changed, 0, "n.jpg").data == layout.inner_sample(changed.image, changed.thumbnail, 0, "n.jpg")
 
 
+def test_one_template_serves_every_picture_size_of_a_frame_size():
+    """Pictures of many sizes in the same frames (ImageNet's) share one template, each laid out as layout does."""
+    import dataclasses
+
+    from bzna_boxes import writer as writer_module
+
+    sample = encode_image(gradient(300, 700, seed=2), preset="ultrafast")  # 1024x512 frame and a thumbnail
+    writer_module._TEMPLATES.clear()
+    writer_module._TEMPLATES_BY_ID.clear()
+    for width, height in ((700, 300), (513, 257), (1024, 512), (600, 1)):
+        image = dataclasses.replace(sample.image, width=width, height=height)
+        thumbnail = dataclasses.replace(sample.thumbnail, width=512, height=max(1, round(512 * height / width)))
+        inner = InnerSample.from_encoded(EncodedSample(image, thumbnail), 7, "a.jpg")
+        assert inner.data == layout.inner_sample(image, thumbnail, 7, "a.jpg")
+        small = dataclasses.replace(sample.thumbnail, width=min(width, 512), height=min(height, 512))
+        assert InnerSample.from_encoded(EncodedSample(small, None), 7, "a.jpg").data == layout.inner_sample(small, None, 7, "a.jpg")
+    assert len(writer_module._TEMPLATES) == 2  # with and without a thumbnail
+
+
 def test_inner_sample_fields_against_seed(encoded):
     for (width, height), sample in zip(SIZES, encoded):
         data = InnerSample.from_encoded(sample, 42, "n01/x.jpg").data
