@@ -280,6 +280,41 @@ class _Where:
         return self.paths[max(k, 0)] if self.paths else ""
 
 
+class _Budget:
+    """The samples a file's tables may declare beyond the entries they hold, checked before any array is made.
+
+    A constant ``stsz`` size, ``stsc``'s samples per chunk and a ``trun`` without a size column
+    declare sample counts that no table entry backs: each such sample is counted as at least
+    one byte (its declared size when larger), and all of them together must fit in the bytes
+    the file stores: its size, or less for a sparse file (``st_blocks``), so that a 10 GB hole
+    cannot make a 4-byte count of 2**32 - 1 samples allocate 48 GiB of index.
+    """
+
+    __slots__ = ("file_size", "stored", "left")
+
+    def __init__(self, file_size: int, stored: int | None = None):
+        self.file_size = file_size
+        self.stored = file_size if stored is None else min(file_size, stored)
+        self.left = self.stored
+
+    def spend(self, count: int, sample_size: int, what: str, offset: int, path: str) -> None:
+        need = count * max(sample_size, 1)
+        if need > self.left:
+            stored = f"{self.file_size:,} bytes" if self.stored == self.file_size else f"{self.stored:,} bytes stored of {self.file_size:,}"
+            raise BoxError(
+                f"{what}: {count:,} samples of {sample_size} bytes are more than the file holds ({stored}"
+                + (f", {self.stored - self.left:,} already claimed by other tables)" if self.left < self.stored else ")"),
+                offset=offset, path=path,
+            )
+        self.left -= need
+
+
+def _stored_bytes(stat: os.stat_result) -> int | None:
+    """Bytes the file occupies on disk (less than its size when it has holes); None when unknown."""
+    blocks = getattr(stat, "st_blocks", 0)
+    return blocks * 512 if blocks else None
+
+
 class Track:
     """One track's samples: ``offsets`` (uint64, absolute), ``sizes`` (uint32), ``track[i]`` -> memoryview.
 
@@ -380,13 +415,14 @@ class BznaFile:
             if self._closed:
                 raise ValueError(f"{self._path}: the file is closed")
             with builtins.open(self._path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
+                stat = os.fstat(f.fileno())
+                size = stat.st_size
                 if size == 0:
                     raise BoxError("the file is empty", offset=0)
                 mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
             view = memoryview(mm)
             try:
-                boxes, tracks, moov, spans = _index(self, view, size, self._check_bounds)
+                boxes, tracks, moov, spans = _index(self, view, _Budget(size, _stored_bytes(stat)), self._check_bounds)
             except BaseException:
                 view.release()
                 try:
@@ -517,8 +553,9 @@ def _drop_pages(mm: mmap.mmap, offset: int, size: int) -> None:
 # --- the index ------------------------------------------------------------------------------
 
 
-def _index(file: BznaFile, view: memoryview, size: int, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list]:
+def _index(file: BznaFile, view: memoryview, budget: _Budget, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list]:
     """Walk the top level, read moov and the moofs, build every track's arrays."""
+    size = budget.file_size
     boxes = [TopBox(t, off, sz, hdr) for t, off, sz, hdr, _ in _walk(view, 0, size, "")]
     moovs = [b for b in boxes if b.type == "moov"]
     if not moovs:
@@ -530,7 +567,7 @@ def _index(file: BznaFile, view: memoryview, size: int, check_bounds: bool = Tru
     trex: dict[int, int] = {}  # track_id -> default_sample_size
     for fourcc, off, sz, hdr, path in _walk(view, moov.offset + moov.header, moov.end, "moov"):
         if fourcc == "trak":
-            info, offsets, sizes = _trak(view, off + hdr, off + sz, path, size, check_bounds)
+            info, offsets, sizes = _trak(view, off + hdr, off + sz, path, budget, check_bounds)
             where = _Where()
             where.add(0, info["stbl_path"])
             built.append((info, [offsets], [sizes], where))
@@ -548,7 +585,7 @@ def _index(file: BznaFile, view: memoryview, size: int, check_bounds: bool = Tru
         path = f"moof[{moof_index}]" if moof_index else "moof"
         moof_index += 1
         moof_spans.append((box.offset, box.end))
-        for track_id, offsets, sizes, traf_path in _moof(view, box, path, trex, size):
+        for track_id, offsets, sizes, traf_path in _moof(view, box, path, trex, budget):
             entry = by_id.get(track_id)
             if entry is None:
                 raise BoxError(f"track fragment for track_id {track_id}, which moov does not declare", offset=box.offset, path=traf_path)
@@ -569,7 +606,7 @@ def _label(info: dict) -> str:
     return f"track {info['track_id']} {info['name']!r}"
 
 
-def _trak(view: memoryview, start: int, end: int, path: str, file_size: int, check_bounds: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
+def _trak(view: memoryview, start: int, end: int, path: str, budget: _Budget, check_bounds: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
     """Read one trak: ids, names, sample entry, and its moov samples' offsets and sizes."""
     info = {"path": path, "track_id": None, "name": "", "handler": "", "stsd": None, "stbl_path": path}
     stbl = None
@@ -598,13 +635,18 @@ def _trak(view: memoryview, start: int, end: int, path: str, file_size: int, che
         _, off, sz, _, p = tables["stsd"]
         # a copy, parsed when asked for: the entry lives as long as the track, not the map
         info["stsd"] = (bytes(view[off : off + sz]), off, p)
-    offsets, sizes = _sample_table(view, info, tables, file_size, check_bounds)
+    offsets, sizes = _sample_table(view, info, tables, budget, check_bounds)
     return info, offsets, sizes
 
 
-def _sample_table(view: memoryview, info: dict, tables: dict, file_size: int, check_bounds: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The moov samples of one track: chunk offsets through the stsc runs, plus the sizes."""
+def _sample_table(view: memoryview, info: dict, tables: dict, budget: _Budget, check_bounds: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The moov samples of one track: chunk offsets through the stsc runs, plus the sizes.
+
+    Every count is checked against the entries the tables hold (and a constant size's against
+    the :class:`_Budget`) before an array of that many samples is made.
+    """
     label = _label(info)
+    file_size = budget.file_size
     stbl = info["stbl_path"]
     size_key = "stsz" if "stsz" in tables else "stz2" if "stz2" in tables else None
     chunk_key = "stco" if "stco" in tables else "co64" if "co64" in tables else None
@@ -616,23 +658,15 @@ def _sample_table(view: memoryview, info: dict, tables: dict, file_size: int, ch
         raise BoxError(f"{label} has no stsc", path=stbl)
     size_at, chunk_at, stsc_at = tables[size_key][1], tables[chunk_key][1], tables["stsc"][1]
     size_path, chunk_path, stsc_path = tables[size_key][4], tables[chunk_key][4], tables["stsc"][4]
-    sample_size, count, sizes = _sample_sizes(view, tables[size_key])
-    if sizes is None:
-        if count * sample_size > file_size:
-            raise BoxError(
-                f"{label}: {count} samples of {sample_size} bytes are more than the file holds ({file_size} bytes)",
-                offset=size_at, path=size_path,
-            )
-        sizes = np.full(count, sample_size, dtype=np.uint32)
+    sample_size, n_samples, sizes = _sample_sizes(view, tables[size_key])
     chunks = _chunk_offsets(view, tables[chunk_key])
     first, per_chunk = _sample_to_chunk(view, tables["stsc"])
     n_chunks = len(chunks)
-    n_samples = len(sizes)
 
     if len(first) == 0:
         if n_chunks or n_samples:
             raise BoxError(f"{label}: stsc is empty but there are {n_chunks} chunks and {n_samples} samples (sample 0 has no chunk)", offset=stsc_at, path=stsc_path)
-        return np.zeros(0, np.uint64), sizes
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint32)
     # chunks in each run (the last run goes to the last chunk); the samples before each run
     ends = np.append(first, n_chunks + 1)
     chunks_in_run = np.diff(ends)
@@ -655,6 +689,10 @@ def _sample_table(view: memoryview, info: dict, tables: dict, file_size: int, ch
             offset=stsc_at, path=stsc_path,
         )
     in_chunks = int(samples_before[-1])
+    if sizes is None and in_chunks == n_samples:
+        # a constant size: neither stsz nor stsc holds an entry per sample
+        budget.spend(n_samples, sample_size, f"{label}: {size_key}", size_at, size_path)
+        sizes = np.full(n_samples, sample_size, dtype=np.uint32)
     if in_chunks > n_samples:
         raise BoxError(
             f"{label}: the size table is shorter than the chunk table: {size_key} has {n_samples} sizes, the chunks hold {in_chunks} samples (sample {n_samples} has no size)",
@@ -682,7 +720,7 @@ def _sample_table(view: memoryview, info: dict, tables: dict, file_size: int, ch
     return (before[:-1] + np.repeat(delta, spc)).astype(np.uint64), sizes
 
 
-def _moof(view: memoryview, moof: TopBox, path: str, trex: dict, file_size: int):
+def _moof(view: memoryview, moof: TopBox, path: str, trex: dict, budget: _Budget):
     """Yield ``(track_id, offsets, sizes, traf_path)`` for each track fragment of a moof."""
     previous_end = moof.offset  # the base of a traf without one: end of the previous traf's data
     for fourcc, off, sz, hdr, p in _walk(view, moof.offset + moof.header, moof.end, path):
@@ -705,12 +743,8 @@ def _moof(view: memoryview, moof: TopBox, path: str, trex: dict, file_size: int)
         offsets_parts, sizes_parts = [], []
         position = base
         for box, (run_flags, count, data_offset, sizes) in truns:
-            if sizes is None:
-                if count > file_size or count * default_size > file_size:
-                    raise BoxError(
-                        f"trun of track_id {track_id}: {count} samples of {default_size} bytes are more than the file holds",
-                        offset=box[1], path=box[4],
-                    )
+            if sizes is None:  # every sample takes the default size: the trun holds no size per sample
+                budget.spend(count, default_size, f"trun of track_id {track_id}", box[1], box[4])
                 sizes = np.full(count, default_size, np.uint32)
             if data_offset is not None:
                 position = base + data_offset
