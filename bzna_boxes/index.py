@@ -65,11 +65,13 @@ class TopBox(NamedTuple):
         return self.offset + self.size
 
 
-def _walk(view: memoryview, start: int, end: int, parent: str) -> Iterator[tuple[str, int, int, int, str]]:
+def _walk(view: memoryview, start: int, end: int, parent: str, warnings: list | None = None) -> Iterator[tuple[str, int, int, int, str]]:
     """Yield ``(type, offset, size, header, path)`` for the boxes filling ``view[start:end]``.
 
     Only headers are read. Paths follow :mod:`bzna_boxes.boxes.path` (``trak[1]`` is the
-    second ``trak``).
+    second ``trak``). ``warnings`` (a list, for the top level of a file): what the box engine
+    tolerates there is tolerated the same way and recorded in it (a padding box or ``mdat`` cut
+    short by the end of the file; garbage after the last box).
     """
     seen: dict[str, int] = {}
     pos = start
@@ -77,12 +79,22 @@ def _walk(view: memoryview, start: int, end: int, parent: str) -> Iterator[tuple
     while pos < end:
         left = end - pos
         if left < 8:
+            if warnings is not None and pos > start:
+                _tolerated_tail(view, pos, end, "", warnings, True)
+                return
             raise BoxError(f"{left} bytes after the last box are too few for a box header", offset=pos, path=parent or None)
         size, raw = _HEADER.unpack_from(view, pos)
         fourcc = raw.decode("latin-1")
         index = seen.get(fourcc, 0)
         seen[fourcc] = index + 1
         path = f"{prefix}{fourcc}[{index}]" if index else f"{prefix}{fourcc}"
+        if warnings is not None:
+            tail = _tolerated_tail(view, pos, end, path, warnings, pos > start)
+            if tail == "trailing":
+                return
+            if tail is not None:
+                yield (fourcc, pos, *tail, path)
+                return
         header = 8
         if size == 1:
             if left < 16:
@@ -99,6 +111,38 @@ def _walk(view: memoryview, start: int, end: int, parent: str) -> Iterator[tuple
             raise BoxError(f"'{fourcc}' box size {size} runs past the end of its parent ({left} bytes left)", offset=pos, path=path)
         yield fourcc, pos, size, header, path
         pos += size
+
+
+def _tolerated_tail(view: memoryview, pos: int, end: int, path: str, warnings: list, after_a_box: bool):
+    """At the top level: "trailing" for garbage from ``pos`` to the end (``after_a_box`` only),
+    ``(size, header)`` for a padding box or ``mdat`` cut short by the end of the file, None for
+    a sound header (or a known box cut short, or garbage first: the caller's error)."""
+    left = end - pos
+    if left >= 8:
+        size, raw = _HEADER.unpack_from(view, pos)
+        fourcc = raw.decode("latin-1")
+        header = 8
+        if size == 1 and left >= 16:
+            size, header = _LARGE.unpack_from(view, pos + 8)[0], 16
+        if fourcc == "uuid":
+            header += 16
+        if size == 0 or (size != 1 and header <= size <= left) or (header == 16 and header <= size <= left):
+            return None
+    from .boxes.core import CLIPPED, PADDED_TYPES, TRAILING, BoxWarning, unreadable_header
+
+    if left >= 8:
+        if fourcc in PADDED_TYPES and header <= left and size > left and (size != 1 or header == 16):
+            reason = f"'{fourcc}' box size {size} runs past the end of its parent ({left} bytes left)"
+            warnings.append(BoxWarning(f"{reason}: {CLIPPED}", offset=pos, path=path))
+            return left, header
+        reason = unreadable_header(view, pos, end)
+        if reason is None or not after_a_box:
+            return None
+    else:
+        reason = f"{left} bytes after the last box are too few for a box header"
+        path = None
+    warnings.append(BoxWarning(f"{reason}: {TRAILING}", offset=pos, path=path))
+    return "trailing"
 
 
 class _Body:
@@ -246,12 +290,14 @@ def _trun(view: memoryview, box: tuple) -> tuple[int, int, int | None, np.ndarra
     return flags, count, data_offset, sizes
 
 
-def _parse_entry(stsd: bytes, offset: int, path: str):
-    """The first sample entry of an stsd box (bytes copied out of the file), by the box engine."""
-    from .boxes.core import parse_box
+def _parse_entry(stsd: bytes, offset: int, path: str) -> tuple[object, list]:
+    """The first sample entry of an stsd box (bytes copied out of the file), by the box engine,
+    and the deviations its parse tolerated."""
+    from .boxes.core import collect_warnings, parse_box
 
-    box = parse_box(memoryview(stsd), 0, len(stsd), offset, path, path.count("/"))[0]
-    return box.children[0] if box.children else None
+    with collect_warnings() as warnings:
+        box = parse_box(memoryview(stsd), 0, len(stsd), offset, path, path.count("/"))[0]
+    return (box.children[0] if box.children else None), warnings
 
 
 def _hdlr_name(name: str) -> str:
@@ -323,7 +369,7 @@ class Track:
     or None), ``path`` (the ``trak`` box path). ``track[i]`` is a zero-copy view of the file.
     """
 
-    __slots__ = ("_file", "track_id", "name", "handler", "offsets", "sizes", "path", "_stsd", "_entry")
+    __slots__ = ("_file", "track_id", "name", "handler", "offsets", "sizes", "path", "_stsd", "_entry", "_entry_warnings")
 
     def __init__(self, file: "BznaFile", track_id: int, name: str, handler: str, stsd: tuple | None, offsets: np.ndarray, sizes: np.ndarray, path: str):
         self._file = file
@@ -335,12 +381,16 @@ class Track:
         self.path = path
         self._stsd = stsd  # (the stsd box's bytes, its offset, its path)
         self._entry = _UNPARSED
+        self._entry_warnings: list = []
 
     @property
     def sample_entry(self):
         """The first ``stsd`` entry parsed by the box engine (on first use), or None."""
         if self._entry is _UNPARSED:
-            self._entry = _parse_entry(*self._stsd) if self._stsd is not None else None
+            if self._stsd is None:
+                self._entry = None
+            else:
+                self._entry, self._entry_warnings = _parse_entry(*self._stsd)
         return self._entry
 
     def __len__(self) -> int:
@@ -366,10 +416,11 @@ class Track:
 class _State:
     """What an open file holds: the map, its view and the index."""
 
-    __slots__ = ("mm", "view", "size", "boxes", "tracks", "moov", "spans")
+    __slots__ = ("mm", "view", "size", "boxes", "tracks", "moov", "spans", "warnings")
 
-    def __init__(self, mm, view, size, boxes, tracks, moov, spans):
+    def __init__(self, mm, view, size, boxes, tracks, moov, spans, warnings):
         self.spans = spans
+        self.warnings = warnings
         self.mm = mm
         self.view = view
         self.size = size
@@ -422,7 +473,7 @@ class BznaFile:
                 mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
             view = memoryview(mm)
             try:
-                boxes, tracks, moov, spans = _index(self, view, _Budget(size, _stored_bytes(stat)), self._check_bounds)
+                boxes, tracks, moov, spans, warnings = _index(self, view, _Budget(size, _stored_bytes(stat)), self._check_bounds)
             except BaseException:
                 view.release()
                 try:
@@ -432,7 +483,7 @@ class BznaFile:
                 raise
             if moov is not None and hasattr(mm, "madvise"):
                 _drop_pages(mm, moov.offset, moov.size)
-            self._state = _State(mm, view, size, boxes, tracks, moov, spans)
+            self._state = _State(mm, view, size, boxes, tracks, moov, spans, warnings)
             self._view = view
             return self._state
 
@@ -500,6 +551,24 @@ class BznaFile:
         """The whole file as a read-only memoryview (zero copy; slices pin the map like ``track[i]``)."""
         return self._require_view()
 
+    @property
+    def warnings(self) -> list:
+        """What the reading tolerated (:class:`~bzna_boxes.boxes.BoxWarning`: reason, offset, box path).
+
+        An ``mdat`` cut short by the end of the file, bytes after the last box, an ``stsd`` holding
+        more boxes than its count, a sample entry's box cut short: the file is read as FFmpeg reads
+        it, and each deviation is listed here (sample entries are parsed to find theirs).
+        """
+        state = self._load()
+        found = list(state.warnings)
+        for track in state.tracks:
+            try:
+                track.sample_entry
+            except BoxError:
+                continue  # an error, not a warning: verify reports it
+            found.extend(track._entry_warnings)
+        return found
+
     def metadata_spans(self) -> list[tuple[int, int]]:
         """``(start, end)`` of the boxes no sample may overlap: moov and every moof."""
         return list(self._load().spans)
@@ -553,10 +622,11 @@ def _drop_pages(mm: mmap.mmap, offset: int, size: int) -> None:
 # --- the index ------------------------------------------------------------------------------
 
 
-def _index(file: BznaFile, view: memoryview, budget: _Budget, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list]:
+def _index(file: BznaFile, view: memoryview, budget: _Budget, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list, list]:
     """Walk the top level, read moov and the moofs, build every track's arrays."""
     size = budget.file_size
-    boxes = [TopBox(t, off, sz, hdr) for t, off, sz, hdr, _ in _walk(view, 0, size, "")]
+    warnings: list = []
+    boxes = [TopBox(t, off, sz, hdr) for t, off, sz, hdr, _ in _walk(view, 0, size, "", warnings)]
     moovs = [b for b in boxes if b.type == "moov"]
     if not moovs:
         raise BoxError("no moov box: the file has no sample index", offset=0)
@@ -599,7 +669,7 @@ def _index(file: BznaFile, view: memoryview, budget: _Budget, check_bounds: bool
         if check_bounds:
             _check_bounds(info, where, offsets, sizes, size, moov, moof_spans)
         tracks.append(Track(file, info["track_id"], info["name"], info["handler"], info["stsd"], offsets, sizes, info["path"]))
-    return boxes, tracks, moov, [(moov.offset, moov.end), *moof_spans]
+    return boxes, tracks, moov, [(moov.offset, moov.end), *moof_spans], warnings
 
 
 def _label(info: dict) -> str:
