@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import BoxError
 
-__all__ = ["BznaFile", "Track", "TopBox", "open"]
+__all__ = ["BznaFile", "Track", "TopBox", "FileChangedError", "open"]
 
 _HEADER = struct.Struct(">I4s")
 _LARGE = struct.Struct(">Q")
@@ -50,6 +50,10 @@ _TRUN_COLUMNS = (0x000100, 0x000200, 0x000400, 0x000800)
 """trun per-sample fields, in order: duration, size, flags, composition time offset."""
 _UNPARSED = object()
 _STSC = np.dtype([("first_chunk", ">u4"), ("samples_per_chunk", ">u4"), ("sample_description_index", ">u4")])
+
+
+class FileChangedError(RuntimeError):
+    """The file at a reader's path is no longer the one it opened (replaced, resized or rewritten)."""
 
 
 class TopBox(NamedTuple):
@@ -416,11 +420,12 @@ class Track:
 class _State:
     """What an open file holds: the map, its view and the index."""
 
-    __slots__ = ("mm", "view", "size", "boxes", "tracks", "moov", "spans", "warnings")
+    __slots__ = ("mm", "view", "size", "boxes", "tracks", "moov", "spans", "warnings", "identity")
 
-    def __init__(self, mm, view, size, boxes, tracks, moov, spans, warnings):
+    def __init__(self, mm, view, size, boxes, tracks, moov, spans, warnings, identity):
         self.spans = spans
         self.warnings = warnings
+        self.identity = identity
         self.mm = mm
         self.view = view
         self.size = size
@@ -483,7 +488,7 @@ class BznaFile:
                 raise
             if moov is not None and hasattr(mm, "madvise"):
                 _drop_pages(mm, moov.offset, moov.size)
-            self._state = _State(mm, view, size, boxes, tracks, moov, spans, warnings)
+            self._state = _State(mm, view, size, boxes, tracks, moov, spans, warnings, _identity(stat))
             self._view = view
             return self._state
 
@@ -569,6 +574,35 @@ class BznaFile:
             found.extend(track._entry_warnings)
         return found
 
+    def changed(self) -> str | None:
+        """How the file at :attr:`path` differs from the one opened (replaced, removed, resized,
+        modified), or None when it is the same (or nothing is open yet). One ``stat`` call.
+
+        A reader keeps reading the file it opened: one replaced by rename (as ``bzna`` writes)
+        stays readable through the map, but it is not what the path names any more.
+        """
+        state = self._state
+        if state is None:
+            return None
+        try:
+            now = _identity(os.stat(self._path))
+        except FileNotFoundError:
+            return "it was removed"
+        dev, ino, size, mtime = state.identity
+        if now[:2] != (dev, ino):
+            return "it was replaced by another file (renamed over it)"
+        if now[2] != size:
+            return f"its size changed from {size:,} to {now[2]:,} bytes (rewritten in place)"
+        if now[3] != mtime:
+            return "it was modified in place"
+        return None
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`FileChangedError` when :meth:`changed` finds a difference."""
+        reason = self.changed()
+        if reason is not None:
+            raise FileChangedError(f"{self._path} changed since it was opened: {reason}; open it again to read the new file")
+
     def metadata_spans(self) -> list[tuple[int, int]]:
         """``(start, end)`` of the boxes no sample may overlap: moov and every moof."""
         return list(self._load().spans)
@@ -590,6 +624,11 @@ class BznaFile:
         if self._state is None:
             return f"<BznaFile {self._path!r} {'closed' if self._closed else 'not loaded'}>"
         return f"<BznaFile {self._path!r} size={self._state.size} tracks={[t.name for t in self._state.tracks]}>"
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one file from another at the same path: device, inode, size, mtime (ns)."""
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _reopen(path: str) -> BznaFile:

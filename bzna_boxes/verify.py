@@ -112,6 +112,9 @@ def verify(path: str | os.PathLike, *, num_classes: int | None = None, inner: bo
         return report
     try:
         _check(file, report, num_classes, inner, progress or (lambda it, total: it))
+        changed = file.changed()
+        if changed is not None:  # what was read may be neither the old file nor the new one
+            report.add("changed", f"the file changed while it was verified: {changed}; verify it again")
     finally:
         file.close()
     return report
