@@ -187,3 +187,12 @@ def _opened(tmp_path: Path, data: bytes):
     path = tmp_path / "opened.mp4"
     path.write_bytes(data)
     return bzna_boxes.open(path)
+
+
+def test_the_fixtures_read_without_warnings(media_file):
+    """A warning is a deviation: the well-formed fixtures have none."""
+    tree = Boxes.parse(media_file.read_bytes())
+    assert tree.warnings == [] and not hasattr(tree, "trailing")
+    if media_file.suffix != ".heic":
+        with bzna_boxes.open(media_file) as file:
+            assert file.warnings == []
