@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from bzna_boxes import Box, Boxes, find, layout
+import bzna_boxes
+from bzna_boxes import Box, BoxError, Boxes, find, layout
 
 from bzna_factory import write_numbered
 
@@ -88,20 +89,27 @@ def _input_stbl(tree):
     raise AssertionError("no bzna_input track")
 
 
-def constant_size_bomb(path: Path) -> Path:
-    """bzna_input: one chunk of 2**32 - 1 samples of 1 byte (stsz constant size, one stsc run)."""
+def one_chunk_of_constant_size(path: Path, count: int) -> int:
+    """A 16-sample dataset whose bzna_input is rewritten as one chunk of ``count`` samples of 1 byte
+    (stsz's constant size, one stsc run); returns the chunk's offset."""
     write_numbered(path, 16)
     tree = Boxes.parse(path.read_bytes())
     _, stbl = _input_stbl(tree)
     start = int(find(stbl, "stco").chunk_offsets[0])
     for box in stbl.children:
         if box.type == "stsz":
-            box.sample_size, box.sample_count, box.entry_sizes = 1, HUGE, None
+            box.sample_size, box.sample_count, box.entry_sizes = 1, count, None
         elif box.type == "stsc":
-            box.entries = np.array([(1, HUGE, 1)], box.entries.dtype)
+            box.entries = np.array([(1, count, 1)], box.entries.dtype)
         elif box.type == "stco":
             box.chunk_offsets = np.array([start], ">u4")
     path.write_bytes(Boxes.build(tree))
+    return start
+
+
+def constant_size_bomb(path: Path) -> Path:
+    """bzna_input: one chunk of 2**32 - 1 samples of 1 byte."""
+    one_chunk_of_constant_size(path, HUGE)
     return path
 
 
@@ -145,30 +153,14 @@ def test_a_sparse_file_names_the_bytes_it_stores(tmp_path):
     stored = path.stat().st_blocks * 512
     if stored >= SPARSE_SIZE:
         pytest.skip("this file system does not keep holes")
-    import bzna_boxes
-    from bzna_boxes.errors import BoxError
-
     with pytest.raises(BoxError, match=f"{stored:,} bytes stored of {SPARSE_SIZE:,}"):
         bzna_boxes.open(path)
 
 
 def test_tables_that_fit_still_open(tmp_path):
     """The same layout with a count the file holds: one chunk of 16 one-byte samples."""
-    import bzna_boxes
-
     path = tmp_path / "fits.bzna"
-    write_numbered(path, 16)
-    tree = Boxes.parse(path.read_bytes())
-    _, stbl = _input_stbl(tree)
-    start = int(find(stbl, "stco").chunk_offsets[0])
-    for box in stbl.children:
-        if box.type == "stsz":
-            box.sample_size, box.sample_count, box.entry_sizes = 1, 16, None
-        elif box.type == "stsc":
-            box.entries = np.array([(1, 16, 1)], box.entries.dtype)
-        elif box.type == "stco":
-            box.chunk_offsets = np.array([start], ">u4")
-    path.write_bytes(Boxes.build(tree))
+    start = one_chunk_of_constant_size(path, 16)
     with bzna_boxes.open(path) as file:
         track = file.track(layout.INPUT_TRACK)
         assert track.offsets.tolist() == list(range(start, start + 16))
