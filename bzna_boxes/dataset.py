@@ -193,7 +193,11 @@ class Sample:
         if not size:
             raise MissingSampleError(f"sample {i} of {cols.file.path} is missing (its {layout.INPUT_TRACK} sample is empty): it has no image")
         start = cols.at[i]
-        return inner_image(cols.view, start, start + size, track, f"{layout.INPUT_TRACK}[{i}]")
+        try:
+            return inner_image(cols.view, start, start + size, track, f"{layout.INPUT_TRACK}[{i}]")
+        except BoxError:
+            cols.file.check_unchanged()  # a file replaced underneath: say that, not what its bytes look like
+            raise
 
     def __reduce__(self):
         return _unpickle_sample, (self._cols.file, self.index)
@@ -314,6 +318,16 @@ class Dataset:
     def missing(self) -> np.ndarray:
         """Indices (in this dataset) of the missing samples."""
         return np.flatnonzero(self.sizes == 0)
+
+    @property
+    def stale(self) -> bool:
+        """True when the file at :attr:`path` is no longer the one this dataset reads (one ``stat``)."""
+        return self._file.changed() is not None
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`~bzna_boxes.index.FileChangedError` when the file at :attr:`path` was
+        replaced, removed or changed since it was opened (the ``Loader`` calls this at each epoch)."""
+        self._file.check_unchanged()
 
     def close(self) -> None:
         """Close the file (see :meth:`BznaFile.close`)."""

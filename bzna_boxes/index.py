@@ -32,7 +32,7 @@ import numpy as np
 
 from .errors import BoxError
 
-__all__ = ["BznaFile", "Track", "TopBox", "open"]
+__all__ = ["BznaFile", "Track", "TopBox", "FileChangedError", "open"]
 
 _HEADER = struct.Struct(">I4s")
 _LARGE = struct.Struct(">Q")
@@ -52,6 +52,10 @@ _UNPARSED = object()
 _STSC = np.dtype([("first_chunk", ">u4"), ("samples_per_chunk", ">u4"), ("sample_description_index", ">u4")])
 
 
+class FileChangedError(RuntimeError):
+    """The file at a reader's path is no longer the one it opened (replaced, resized or rewritten)."""
+
+
 class TopBox(NamedTuple):
     """A top-level box: its type, file offset, total size and header size."""
 
@@ -65,11 +69,13 @@ class TopBox(NamedTuple):
         return self.offset + self.size
 
 
-def _walk(view: memoryview, start: int, end: int, parent: str) -> Iterator[tuple[str, int, int, int, str]]:
+def _walk(view: memoryview, start: int, end: int, parent: str, warnings: list | None = None) -> Iterator[tuple[str, int, int, int, str]]:
     """Yield ``(type, offset, size, header, path)`` for the boxes filling ``view[start:end]``.
 
     Only headers are read. Paths follow :mod:`bzna_boxes.boxes.path` (``trak[1]`` is the
-    second ``trak``).
+    second ``trak``). ``warnings`` (a list, for the top level of a file): what the box engine
+    tolerates there is tolerated the same way and recorded in it (a padding box or ``mdat`` cut
+    short by the end of the file; garbage after the last box).
     """
     seen: dict[str, int] = {}
     pos = start
@@ -77,12 +83,22 @@ def _walk(view: memoryview, start: int, end: int, parent: str) -> Iterator[tuple
     while pos < end:
         left = end - pos
         if left < 8:
+            if warnings is not None and pos > start:
+                _tolerated_tail(view, pos, end, "", warnings, True)
+                return
             raise BoxError(f"{left} bytes after the last box are too few for a box header", offset=pos, path=parent or None)
         size, raw = _HEADER.unpack_from(view, pos)
         fourcc = raw.decode("latin-1")
         index = seen.get(fourcc, 0)
         seen[fourcc] = index + 1
         path = f"{prefix}{fourcc}[{index}]" if index else f"{prefix}{fourcc}"
+        if warnings is not None:
+            tail = _tolerated_tail(view, pos, end, path, warnings, pos > start)
+            if tail == "trailing":
+                return
+            if tail is not None:
+                yield (fourcc, pos, *tail, path)
+                return
         header = 8
         if size == 1:
             if left < 16:
@@ -99,6 +115,38 @@ def _walk(view: memoryview, start: int, end: int, parent: str) -> Iterator[tuple
             raise BoxError(f"'{fourcc}' box size {size} runs past the end of its parent ({left} bytes left)", offset=pos, path=path)
         yield fourcc, pos, size, header, path
         pos += size
+
+
+def _tolerated_tail(view: memoryview, pos: int, end: int, path: str, warnings: list, after_a_box: bool):
+    """At the top level: "trailing" for garbage from ``pos`` to the end (``after_a_box`` only),
+    ``(size, header)`` for a padding box or ``mdat`` cut short by the end of the file, None for
+    a sound header (or a known box cut short, or garbage first: the caller's error)."""
+    left = end - pos
+    if left >= 8:
+        size, raw = _HEADER.unpack_from(view, pos)
+        fourcc = raw.decode("latin-1")
+        header = 8
+        if size == 1 and left >= 16:
+            size, header = _LARGE.unpack_from(view, pos + 8)[0], 16
+        if fourcc == "uuid":
+            header += 16
+        if size == 0 or (size != 1 and header <= size <= left) or (header == 16 and header <= size <= left):
+            return None
+    from .boxes.core import CLIPPED, PADDED_TYPES, TRAILING, BoxWarning, unreadable_header
+
+    if left >= 8:
+        if fourcc in PADDED_TYPES and header <= left and size > left and (size != 1 or header == 16):
+            reason = f"'{fourcc}' box size {size} runs past the end of its parent ({left} bytes left)"
+            warnings.append(BoxWarning(f"{reason}: {CLIPPED}", offset=pos, path=path))
+            return left, header
+        reason = unreadable_header(view, pos, end)
+        if reason is None or not after_a_box:
+            return None
+    else:
+        reason = f"{left} bytes after the last box are too few for a box header"
+        path = None
+    warnings.append(BoxWarning(f"{reason}: {TRAILING}", offset=pos, path=path))
+    return "trailing"
 
 
 class _Body:
@@ -246,12 +294,14 @@ def _trun(view: memoryview, box: tuple) -> tuple[int, int, int | None, np.ndarra
     return flags, count, data_offset, sizes
 
 
-def _parse_entry(stsd: bytes, offset: int, path: str):
-    """The first sample entry of an stsd box (bytes copied out of the file), by the box engine."""
-    from .boxes.core import parse_box
+def _parse_entry(stsd: bytes, offset: int, path: str) -> tuple[object, list]:
+    """The first sample entry of an stsd box (bytes copied out of the file), by the box engine,
+    and the deviations its parse tolerated."""
+    from .boxes.core import collect_warnings, parse_box
 
-    box = parse_box(memoryview(stsd), 0, len(stsd), offset, path, path.count("/"))[0]
-    return box.children[0] if box.children else None
+    with collect_warnings() as warnings:
+        box = parse_box(memoryview(stsd), 0, len(stsd), offset, path, path.count("/"))[0]
+    return (box.children[0] if box.children else None), warnings
 
 
 def _hdlr_name(name: str) -> str:
@@ -280,6 +330,41 @@ class _Where:
         return self.paths[max(k, 0)] if self.paths else ""
 
 
+class _Budget:
+    """The samples a file's tables may declare beyond the entries they hold, checked before any array is made.
+
+    A constant ``stsz`` size, ``stsc``'s samples per chunk and a ``trun`` without a size column
+    declare sample counts that no table entry backs: each such sample is counted as at least
+    one byte (its declared size when larger), and all of them together must fit in the bytes
+    the file stores: its size, or less for a sparse file (``st_blocks``), so that a 10 GB hole
+    cannot make a 4-byte count of 2**32 - 1 samples allocate 48 GiB of index.
+    """
+
+    __slots__ = ("file_size", "stored", "left")
+
+    def __init__(self, file_size: int, stored: int | None = None):
+        self.file_size = file_size
+        self.stored = file_size if stored is None else min(file_size, stored)
+        self.left = self.stored
+
+    def spend(self, count: int, sample_size: int, what: str, offset: int, path: str) -> None:
+        need = count * max(sample_size, 1)
+        if need > self.left:
+            stored = f"{self.file_size:,} bytes" if self.stored == self.file_size else f"{self.stored:,} bytes stored of {self.file_size:,}"
+            raise BoxError(
+                f"{what}: {count:,} samples of {sample_size} bytes are more than the file holds ({stored}"
+                + (f", {self.stored - self.left:,} already claimed by other tables)" if self.left < self.stored else ")"),
+                offset=offset, path=path,
+            )
+        self.left -= need
+
+
+def _stored_bytes(stat: os.stat_result) -> int | None:
+    """Bytes the file occupies on disk (less than its size when it has holes); None when unknown."""
+    blocks = getattr(stat, "st_blocks", 0)
+    return blocks * 512 if blocks else None
+
+
 class Track:
     """One track's samples: ``offsets`` (uint64, absolute), ``sizes`` (uint32), ``track[i]`` -> memoryview.
 
@@ -288,7 +373,7 @@ class Track:
     or None), ``path`` (the ``trak`` box path). ``track[i]`` is a zero-copy view of the file.
     """
 
-    __slots__ = ("_file", "track_id", "name", "handler", "offsets", "sizes", "path", "_stsd", "_entry")
+    __slots__ = ("_file", "track_id", "name", "handler", "offsets", "sizes", "path", "_stsd", "_entry", "_entry_warnings")
 
     def __init__(self, file: "BznaFile", track_id: int, name: str, handler: str, stsd: tuple | None, offsets: np.ndarray, sizes: np.ndarray, path: str):
         self._file = file
@@ -300,12 +385,16 @@ class Track:
         self.path = path
         self._stsd = stsd  # (the stsd box's bytes, its offset, its path)
         self._entry = _UNPARSED
+        self._entry_warnings: list = []
 
     @property
     def sample_entry(self):
         """The first ``stsd`` entry parsed by the box engine (on first use), or None."""
         if self._entry is _UNPARSED:
-            self._entry = _parse_entry(*self._stsd) if self._stsd is not None else None
+            if self._stsd is None:
+                self._entry = None
+            else:
+                self._entry, self._entry_warnings = _parse_entry(*self._stsd)
         return self._entry
 
     def __len__(self) -> int:
@@ -331,10 +420,12 @@ class Track:
 class _State:
     """What an open file holds: the map, its view and the index."""
 
-    __slots__ = ("mm", "view", "size", "boxes", "tracks", "moov", "spans")
+    __slots__ = ("mm", "view", "size", "boxes", "tracks", "moov", "spans", "warnings", "identity")
 
-    def __init__(self, mm, view, size, boxes, tracks, moov, spans):
+    def __init__(self, mm, view, size, boxes, tracks, moov, spans, warnings, identity):
         self.spans = spans
+        self.warnings = warnings
+        self.identity = identity
         self.mm = mm
         self.view = view
         self.size = size
@@ -380,13 +471,14 @@ class BznaFile:
             if self._closed:
                 raise ValueError(f"{self._path}: the file is closed")
             with builtins.open(self._path, "rb") as f:
-                size = os.fstat(f.fileno()).st_size
+                stat = os.fstat(f.fileno())
+                size = stat.st_size
                 if size == 0:
                     raise BoxError("the file is empty", offset=0)
                 mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
             view = memoryview(mm)
             try:
-                boxes, tracks, moov, spans = _index(self, view, size, self._check_bounds)
+                boxes, tracks, moov, spans, warnings = _index(self, view, _Budget(size, _stored_bytes(stat)), self._check_bounds)
             except BaseException:
                 view.release()
                 try:
@@ -396,7 +488,7 @@ class BznaFile:
                 raise
             if moov is not None and hasattr(mm, "madvise"):
                 _drop_pages(mm, moov.offset, moov.size)
-            self._state = _State(mm, view, size, boxes, tracks, moov, spans)
+            self._state = _State(mm, view, size, boxes, tracks, moov, spans, warnings, _identity(stat))
             self._view = view
             return self._state
 
@@ -464,6 +556,53 @@ class BznaFile:
         """The whole file as a read-only memoryview (zero copy; slices pin the map like ``track[i]``)."""
         return self._require_view()
 
+    @property
+    def warnings(self) -> list:
+        """What the reading tolerated (:class:`~bzna_boxes.boxes.BoxWarning`: reason, offset, box path).
+
+        An ``mdat`` cut short by the end of the file, bytes after the last box, an ``stsd`` holding
+        more boxes than its count, a sample entry's box cut short: the file is read as FFmpeg reads
+        it, and each deviation is listed here (sample entries are parsed to find theirs).
+        """
+        state = self._load()
+        found = list(state.warnings)
+        for track in state.tracks:
+            try:
+                track.sample_entry
+            except BoxError:
+                continue  # an error, not a warning: verify reports it
+            found.extend(track._entry_warnings)
+        return found
+
+    def changed(self) -> str | None:
+        """How the file at :attr:`path` differs from the one opened (replaced, removed, resized,
+        modified), or None when it is the same (or nothing is open yet). One ``stat`` call.
+
+        A reader keeps reading the file it opened: one replaced by rename (as ``bzna`` writes)
+        stays readable through the map, but it is not what the path names any more.
+        """
+        state = self._state
+        if state is None:
+            return None
+        try:
+            now = _identity(os.stat(self._path))
+        except FileNotFoundError:
+            return "it was removed"
+        dev, ino, size, mtime = state.identity
+        if now[:2] != (dev, ino):
+            return "it was replaced by another file (renamed over it)"
+        if now[2] != size:
+            return f"its size changed from {size:,} to {now[2]:,} bytes (rewritten in place)"
+        if now[3] != mtime:
+            return "it was modified in place"
+        return None
+
+    def check_unchanged(self) -> None:
+        """Raise :class:`FileChangedError` when :meth:`changed` finds a difference."""
+        reason = self.changed()
+        if reason is not None:
+            raise FileChangedError(f"{self._path} changed since it was opened: {reason}; open it again to read the new file")
+
     def metadata_spans(self) -> list[tuple[int, int]]:
         """``(start, end)`` of the boxes no sample may overlap: moov and every moof."""
         return list(self._load().spans)
@@ -485,6 +624,11 @@ class BznaFile:
         if self._state is None:
             return f"<BznaFile {self._path!r} {'closed' if self._closed else 'not loaded'}>"
         return f"<BznaFile {self._path!r} size={self._state.size} tracks={[t.name for t in self._state.tracks]}>"
+
+
+def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
+    """What tells one file from another at the same path: device, inode, size, mtime (ns)."""
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
 
 
 def _reopen(path: str) -> BznaFile:
@@ -517,9 +661,11 @@ def _drop_pages(mm: mmap.mmap, offset: int, size: int) -> None:
 # --- the index ------------------------------------------------------------------------------
 
 
-def _index(file: BznaFile, view: memoryview, size: int, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list]:
+def _index(file: BznaFile, view: memoryview, budget: _Budget, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list, list]:
     """Walk the top level, read moov and the moofs, build every track's arrays."""
-    boxes = [TopBox(t, off, sz, hdr) for t, off, sz, hdr, _ in _walk(view, 0, size, "")]
+    size = budget.file_size
+    warnings: list = []
+    boxes = [TopBox(t, off, sz, hdr) for t, off, sz, hdr, _ in _walk(view, 0, size, "", warnings)]
     moovs = [b for b in boxes if b.type == "moov"]
     if not moovs:
         raise BoxError("no moov box: the file has no sample index", offset=0)
@@ -530,7 +676,7 @@ def _index(file: BznaFile, view: memoryview, size: int, check_bounds: bool = Tru
     trex: dict[int, int] = {}  # track_id -> default_sample_size
     for fourcc, off, sz, hdr, path in _walk(view, moov.offset + moov.header, moov.end, "moov"):
         if fourcc == "trak":
-            info, offsets, sizes = _trak(view, off + hdr, off + sz, path, size, check_bounds)
+            info, offsets, sizes = _trak(view, off + hdr, off + sz, path, budget, check_bounds)
             where = _Where()
             where.add(0, info["stbl_path"])
             built.append((info, [offsets], [sizes], where))
@@ -548,7 +694,7 @@ def _index(file: BznaFile, view: memoryview, size: int, check_bounds: bool = Tru
         path = f"moof[{moof_index}]" if moof_index else "moof"
         moof_index += 1
         moof_spans.append((box.offset, box.end))
-        for track_id, offsets, sizes, traf_path in _moof(view, box, path, trex, size):
+        for track_id, offsets, sizes, traf_path in _moof(view, box, path, trex, budget):
             entry = by_id.get(track_id)
             if entry is None:
                 raise BoxError(f"track fragment for track_id {track_id}, which moov does not declare", offset=box.offset, path=traf_path)
@@ -562,14 +708,14 @@ def _index(file: BznaFile, view: memoryview, size: int, check_bounds: bool = Tru
         if check_bounds:
             _check_bounds(info, where, offsets, sizes, size, moov, moof_spans)
         tracks.append(Track(file, info["track_id"], info["name"], info["handler"], info["stsd"], offsets, sizes, info["path"]))
-    return boxes, tracks, moov, [(moov.offset, moov.end), *moof_spans]
+    return boxes, tracks, moov, [(moov.offset, moov.end), *moof_spans], warnings
 
 
 def _label(info: dict) -> str:
     return f"track {info['track_id']} {info['name']!r}"
 
 
-def _trak(view: memoryview, start: int, end: int, path: str, file_size: int, check_bounds: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
+def _trak(view: memoryview, start: int, end: int, path: str, budget: _Budget, check_bounds: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
     """Read one trak: ids, names, sample entry, and its moov samples' offsets and sizes."""
     info = {"path": path, "track_id": None, "name": "", "handler": "", "stsd": None, "stbl_path": path}
     stbl = None
@@ -598,13 +744,18 @@ def _trak(view: memoryview, start: int, end: int, path: str, file_size: int, che
         _, off, sz, _, p = tables["stsd"]
         # a copy, parsed when asked for: the entry lives as long as the track, not the map
         info["stsd"] = (bytes(view[off : off + sz]), off, p)
-    offsets, sizes = _sample_table(view, info, tables, file_size, check_bounds)
+    offsets, sizes = _sample_table(view, info, tables, budget, check_bounds)
     return info, offsets, sizes
 
 
-def _sample_table(view: memoryview, info: dict, tables: dict, file_size: int, check_bounds: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """The moov samples of one track: chunk offsets through the stsc runs, plus the sizes."""
+def _sample_table(view: memoryview, info: dict, tables: dict, budget: _Budget, check_bounds: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """The moov samples of one track: chunk offsets through the stsc runs, plus the sizes.
+
+    Every count is checked against the entries the tables hold (and a constant size's against
+    the :class:`_Budget`) before an array of that many samples is made.
+    """
     label = _label(info)
+    file_size = budget.file_size
     stbl = info["stbl_path"]
     size_key = "stsz" if "stsz" in tables else "stz2" if "stz2" in tables else None
     chunk_key = "stco" if "stco" in tables else "co64" if "co64" in tables else None
@@ -616,23 +767,15 @@ def _sample_table(view: memoryview, info: dict, tables: dict, file_size: int, ch
         raise BoxError(f"{label} has no stsc", path=stbl)
     size_at, chunk_at, stsc_at = tables[size_key][1], tables[chunk_key][1], tables["stsc"][1]
     size_path, chunk_path, stsc_path = tables[size_key][4], tables[chunk_key][4], tables["stsc"][4]
-    sample_size, count, sizes = _sample_sizes(view, tables[size_key])
-    if sizes is None:
-        if count * sample_size > file_size:
-            raise BoxError(
-                f"{label}: {count} samples of {sample_size} bytes are more than the file holds ({file_size} bytes)",
-                offset=size_at, path=size_path,
-            )
-        sizes = np.full(count, sample_size, dtype=np.uint32)
+    sample_size, n_samples, sizes = _sample_sizes(view, tables[size_key])
     chunks = _chunk_offsets(view, tables[chunk_key])
     first, per_chunk = _sample_to_chunk(view, tables["stsc"])
     n_chunks = len(chunks)
-    n_samples = len(sizes)
 
     if len(first) == 0:
         if n_chunks or n_samples:
             raise BoxError(f"{label}: stsc is empty but there are {n_chunks} chunks and {n_samples} samples (sample 0 has no chunk)", offset=stsc_at, path=stsc_path)
-        return np.zeros(0, np.uint64), sizes
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint32)
     # chunks in each run (the last run goes to the last chunk); the samples before each run
     ends = np.append(first, n_chunks + 1)
     chunks_in_run = np.diff(ends)
@@ -655,6 +798,10 @@ def _sample_table(view: memoryview, info: dict, tables: dict, file_size: int, ch
             offset=stsc_at, path=stsc_path,
         )
     in_chunks = int(samples_before[-1])
+    if sizes is None and in_chunks == n_samples:
+        # a constant size: neither stsz nor stsc holds an entry per sample
+        budget.spend(n_samples, sample_size, f"{label}: {size_key}", size_at, size_path)
+        sizes = np.full(n_samples, sample_size, dtype=np.uint32)
     if in_chunks > n_samples:
         raise BoxError(
             f"{label}: the size table is shorter than the chunk table: {size_key} has {n_samples} sizes, the chunks hold {in_chunks} samples (sample {n_samples} has no size)",
@@ -682,7 +829,7 @@ def _sample_table(view: memoryview, info: dict, tables: dict, file_size: int, ch
     return (before[:-1] + np.repeat(delta, spc)).astype(np.uint64), sizes
 
 
-def _moof(view: memoryview, moof: TopBox, path: str, trex: dict, file_size: int):
+def _moof(view: memoryview, moof: TopBox, path: str, trex: dict, budget: _Budget):
     """Yield ``(track_id, offsets, sizes, traf_path)`` for each track fragment of a moof."""
     previous_end = moof.offset  # the base of a traf without one: end of the previous traf's data
     for fourcc, off, sz, hdr, p in _walk(view, moof.offset + moof.header, moof.end, path):
@@ -705,12 +852,8 @@ def _moof(view: memoryview, moof: TopBox, path: str, trex: dict, file_size: int)
         offsets_parts, sizes_parts = [], []
         position = base
         for box, (run_flags, count, data_offset, sizes) in truns:
-            if sizes is None:
-                if count > file_size or count * default_size > file_size:
-                    raise BoxError(
-                        f"trun of track_id {track_id}: {count} samples of {default_size} bytes are more than the file holds",
-                        offset=box[1], path=box[4],
-                    )
+            if sizes is None:  # every sample takes the default size: the trun holds no size per sample
+                budget.spend(count, default_size, f"trun of track_id {track_id}", box[1], box[4])
                 sizes = np.full(count, default_size, np.uint32)
             if data_offset is not None:
                 position = base + data_offset

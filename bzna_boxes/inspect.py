@@ -39,12 +39,18 @@ def run(args: argparse.Namespace) -> int:
             return 2
     tree = Boxes.parse_file(os.fspath(args.file))
     nodes = inspect_boxes(tree, depth=args.depth, types=args.types, entries=args.entries)
+    warnings = list(getattr(tree, "warnings", ()))
+    _attach_warnings(nodes, warnings)
     if args.json:
         import json
 
         text = json.dumps(nodes, indent=1) + "\n"
+        for warning in warnings:  # the JSON lists them under their boxes; stderr shows them all
+            print(f"bzna inspect: warning: {warning}", file=sys.stderr)
     else:
-        text = "".join(line + "\n" for line in format_text(nodes, flat=bool(args.types)))
+        lines = list(format_text(nodes, flat=bool(args.types)))
+        lines += [f"warning: {warning}" for warning in warnings]
+        text = "".join(line + "\n" for line in lines)
     try:
         sys.stdout.write(text)
         sys.stdout.flush()
@@ -66,6 +72,20 @@ def inspect_boxes(tree, *, depth: int | None = None, types=None, entries: int = 
             if box.get("type") in wanted
         ]
     return [_subtree(box, path, 1, depth, entries) for path, box in _named(tree, "")]
+
+
+def _attach_warnings(nodes: list[dict], warnings: list) -> None:
+    """Add ``warnings`` (``[{"reason", "offset"}]``) to the node of the box each one names."""
+    by_path: dict[str, list] = {}
+    for warning in warnings:
+        by_path.setdefault(warning.path, []).append({"reason": warning.reason, "offset": warning.offset})
+    stack = list(nodes)
+    while stack and by_path:
+        node = stack.pop()
+        found = by_path.pop(node["path"], None)
+        if found:
+            node["warnings"] = found
+        stack.extend(node.get("children", ()))
 
 
 def _named(boxes, parent: str) -> Iterator[tuple[str, Mapping]]:
@@ -110,10 +130,12 @@ def box_summary(box: Mapping, path: str, entries: int = 3, *, count_children: bo
         node["size_to_end"] = True
     if "extended_type" in box:
         node["extended_type"] = bytes(box["extended_type"]).hex()
-    raw = lookup(fourcc).raw if isinstance(fourcc, str) else True
+    if box.get("declared_size") is not None:
+        node["declared_size"] = box["declared_size"]
+    raw = (lookup(fourcc).raw or "data" in box) if isinstance(fourcc, str) else True
     fields: dict[str, Any] = {}
     for key, value in box.items():
-        if key in ("type", "large_size", "size_to_end", "extended_type", "children") or key.startswith("_"):
+        if key in ("type", "large_size", "size_to_end", "extended_type", "declared_size", "children") or key.startswith("_"):
             continue
         if raw and key == "data":
             fields["data"] = {"length": _length(value)}  # never read: it may be a 100 GB mdat
@@ -184,6 +206,8 @@ def _node_lines(node: dict, level: int, flat: bool) -> Iterator[str]:
         notes.append("size 0 (to end)")
     if "extended_type" in node:
         notes.append(f"uuid {node['extended_type']}")
+    if "declared_size" in node:
+        notes.append(f"its header says {node['declared_size']:,} bytes: cut short by the end of the file")
     if "child_count" in node:
         notes.append(f"{node['child_count']} child{'' if node['child_count'] == 1 else 'ren'} not shown")
     note = f"  ({', '.join(notes)})" if notes else ""
@@ -192,6 +216,8 @@ def _node_lines(node: dict, level: int, flat: bool) -> Iterator[str]:
         if key.startswith(_HIDDEN_IN_TEXT) or (key == "matrix" and value == UNITY_MATRIX):
             continue
         yield f"{pad}  {key} = {_text(key, value)}"
+    for warning in node.get("warnings", ()):
+        yield f"{pad}  ! {warning['reason']}"
     for child in node.get("children", ()):
         yield from _node_lines(child, level + 1, flat)
 

@@ -148,6 +148,7 @@ class Loader:
         self.epoch = epoch
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
+        _check_unchanged(self.dataset)
 
     def _indices(self, epoch: int) -> list[int]:
         if self.sampler is not None:
@@ -179,7 +180,11 @@ class Loader:
         if _is_missing(sample):
             log.warning("sample %d has no image (missing from the dataset): skipped", index)
             return None
-        picture = self.decoder.decode(sample.image(self.track))
+        try:
+            picture = self.decoder.decode(sample.image(self.track))
+        except Exception:
+            _check_unchanged(self.dataset)  # a file changed underneath: say so rather than the decoder's error
+            raise
         if isinstance(picture, np.ndarray):  # CPU decoder: H x W x 3
             picture = torch.from_numpy(picture).permute(2, 0, 1)
             if self.device.type != "cpu":
@@ -226,6 +231,7 @@ class Loader:
         return self._pool
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        _check_unchanged(self.dataset)
         self._load_targets()
         epoch = self.epoch
         self.epoch += 1
@@ -245,6 +251,14 @@ class Loader:
         pool = getattr(self, "_pool", None)
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _check_unchanged(dataset: Any) -> None:
+    """``dataset.check_unchanged()`` where the dataset has one: a FileChangedError when its file
+    was replaced (e.g. rebuilt by ``bzna build``) since it was opened."""
+    check = getattr(dataset, "check_unchanged", None)
+    if check is not None:
+        check()
 
 
 def _single_threaded_pool(threads: int) -> ThreadPoolExecutor:

@@ -63,6 +63,8 @@ class Report:
     summary: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     counts: Counter = field(default_factory=Counter)
+    warnings: list = field(default_factory=list)
+    """What the reading tolerated (:class:`~bzna_boxes.boxes.BoxWarning`); not problems."""
 
     @property
     def ok(self) -> bool:
@@ -79,6 +81,7 @@ class Report:
     def format(self, max_problems: int = 20) -> str:
         """The summary, then the first ``max_problems`` problems and the counts by kind."""
         lines = [f"{self.path}:", *(f"  {line}" for line in self.summary)]
+        lines += [f"  warning: {warning}" for warning in self.warnings]
         total = sum(self.counts.values())
         if not total:
             lines.append("OK: no problems found")
@@ -109,6 +112,9 @@ def verify(path: str | os.PathLike, *, num_classes: int | None = None, inner: bo
         return report
     try:
         _check(file, report, num_classes, inner, progress or (lambda it, total: it))
+        changed = file.changed()
+        if changed is not None:  # what was read may be neither the old file nor the new one
+            report.add("changed", f"the file changed while it was verified: {changed}; verify it again")
     finally:
         file.close()
     return report
@@ -116,6 +122,7 @@ def verify(path: str | os.PathLike, *, num_classes: int | None = None, inner: bo
 
 def _check(file: BznaFile, report: Report, num_classes: int | None, inner: bool, progress: Callable) -> None:
     size = file.size
+    report.warnings.extend(file.warnings)
     report.summary.append(f"{size:,} bytes, {len(file.tracks)} tracks, top level: {' '.join(b.type for b in file.boxes)}")
     spans = file.metadata_spans()
     mdats = file.mdat_spans()

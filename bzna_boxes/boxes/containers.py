@@ -5,7 +5,7 @@ from __future__ import annotations
 from construct import Int32ub, Rebuild, len_, this
 
 from ..errors import BoxError
-from .core import BoxType, register
+from .core import BoxType, register, tolerate
 from .fields import full_box
 
 __all__ = ["Container", "CountedContainer", "CONTAINERS"]
@@ -27,12 +27,19 @@ class CountedContainer(BoxType):
 
     def parse_body(self, view, value, offset, path, depth):
         super().parse_body(view, value, offset, path, depth)
-        if value.entry_count != len(value.children):
-            raise BoxError(
-                f"entry_count is {value.entry_count} but the box holds {len(value.children)} boxes",
-                offset=offset,
-                path=path,
-            )
+        count, children = value.entry_count, value.children
+        if count == len(children):
+            return
+        reason = f"entry_count is {count} but the box holds {len(children)} boxes"
+        if count > len(children) or count == 0:
+            raise BoxError(reason, offset=offset, path=path)
+        # Adobe's F4V files: the entry, then a padding box. Keep the boxes past the count as bytes.
+        extra = children[count:]
+        start = extra[0]._offset - offset
+        kinds = " ".join(box.type for box in extra)
+        tolerate(reason, f"the {len(extra)} after the entries ({kinds}) are kept as trailing bytes", extra[0]._offset, path)
+        value.trailing = bytes(view[start:])
+        del children[count:]
 
     def build_body(self, value, out, path):
         super().build_body({"children": (), **value}, out, path)

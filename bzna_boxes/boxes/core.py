@@ -16,10 +16,12 @@ part in equality, so equal boxes at different offsets compare equal.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import struct
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
-from construct import ConstructError, Construct, Container, ListContainer, SizeofError
+from construct import Array, ConstructError, Construct, Container, GreedyRange, ListContainer, RepeatUntil, SizeofError, StreamError
 
 from ..atomic import atomic_file
 from ..errors import BoxError
@@ -36,17 +38,92 @@ __all__ = [
     "build_box",
     "Box",
     "Boxes",
+    "BoxWarning",
+    "tolerate",
+    "tolerating",
+    "collect_warnings",
     "MAX_DEPTH",
+    "SAMPLE_LOCATING",
+    "PADDED_TYPES",
+    "unreadable_header",
 ]
 
 MAX_DEPTH = 64
 """Deepest nesting of boxes accepted; deeper input is rejected rather than recursed into."""
 
+SAMPLE_LOCATING = frozenset({"tkhd", "hdlr", "stsz", "stz2", "stco", "co64", "stsc", "trex", "tfhd", "trun"})
+"""Boxes that locate samples: one of these cut short has no sound reading and stays an error."""
+
+PADDED_TYPES = frozenset({"mdat", "free", "skip", "wide"})
+"""Top-level boxes kept, cut to the end of the file, when their size runs past it."""
+
+CLIPPED = "kept as the bytes up to the end of the file"
+TRAILING = "the bytes from here to the end of the file are kept as its trailing bytes"
+
 _SIZE_TYPE = struct.Struct(">I4s")
 _LARGE = struct.Struct(">Q")
 _MAX32 = 0xFFFFFFFF
-_HEADER_KEYS = ("type", "large_size", "size_to_end", "extended_type")
+_LISTS = (Array, GreedyRange, RepeatUntil)
+_HEADER_KEYS = ("type", "large_size", "size_to_end", "extended_type", "declared_size")
 _BODY_ERRORS = (ConstructError, struct.error, ValueError, OverflowError, TypeError, IndexError, KeyError, AttributeError)
+
+
+class BoxWarning:
+    """A deviation from the specification that a reading tolerated: what, where (offset, box path).
+
+    ``str(warning)`` reads like a :class:`BoxError`: ``moov/.../colr at offset 1234: ...``.
+    """
+
+    __slots__ = ("reason", "offset", "path")
+
+    def __init__(self, reason: str, *, offset: int | None = None, path: str | None = None):
+        self.reason = reason
+        self.offset = offset
+        self.path = path
+
+    def __str__(self) -> str:
+        return str(BoxError(self.reason, offset=self.offset, path=self.path))
+
+    def __repr__(self) -> str:
+        return f"BoxWarning({str(self)!r})"
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, BoxWarning) and (self.reason, self.offset, self.path) == (other.reason, other.offset, other.path)
+
+    def __hash__(self) -> int:
+        return hash((self.reason, self.offset, self.path))
+
+
+_WARNINGS: contextvars.ContextVar[list | None] = contextvars.ContextVar("bzna_box_warnings", default=None)
+
+
+@contextlib.contextmanager
+def collect_warnings(strict: bool = False) -> Iterator[list[BoxWarning]]:
+    """Collect the deviations that parses inside the block tolerate (``strict``: none, each an error)."""
+    found: list[BoxWarning] = []
+    token = _WARNINGS.set(None if strict else found)
+    try:
+        yield found
+    finally:
+        _WARNINGS.reset(token)
+
+
+def tolerate(reason: str, kept: str, offset: int | None = None, path: str | None = None) -> None:
+    """Record a tolerated deviation (``reason``, then what was ``kept`` of it) as a warning;
+    outside :func:`collect_warnings` (or when strict) ``reason`` is a BoxError."""
+    found = _WARNINGS.get()
+    if found is None:
+        raise BoxError(reason, offset=offset, path=path)
+    found.append(BoxWarning(f"{reason}: {kept}", offset=offset, path=path))
+
+
+def tolerating() -> bool:
+    """True inside a non-strict :func:`collect_warnings` block."""
+    return _WARNINGS.get() is not None
+
+
+class _CutShort(BoxError):
+    """A box's own fields need more bytes than its body holds."""
 
 
 class BoxType:
@@ -84,7 +161,8 @@ class BoxType:
         try:
             value.update(fields.parse_stream(stream))
         except _BODY_ERRORS as exc:
-            raise BoxError(_reason(exc, "parse"), offset=offset + stream.pos, path=path) from exc
+            error = _CutShort if _ran_out(exc, fields) else BoxError
+            raise error(_reason(exc, "parse"), offset=offset + stream.pos, path=path) from exc
         finally:
             pos = stream.pos
             stream.release()
@@ -152,6 +230,23 @@ def registered_types() -> dict[str, BoxType]:
     return dict(_REGISTRY)
 
 
+def _ran_out(exc: BaseException, fields: Construct) -> bool:
+    """True when ``exc`` says the body ended before one of the box's own fixed-size fields.
+
+    Not when a value is wrong, nor when a list or table needs more bytes than the box holds:
+    a count that cannot be true stays an error.
+    """
+    if not isinstance(exc, StreamError) or "less than specified amount" not in str(exc):
+        return False
+    names = (getattr(exc, "path", None) or "").split(" -> ")
+    if len(names) != 2:
+        return False
+    for sc in getattr(fields, "subcons", ()):
+        if sc.name == names[1]:
+            return not isinstance(getattr(sc, "subcon", sc), _LISTS)
+    return True  # a packed group of bit fields
+
+
 def _reason(exc: BaseException, action: str) -> str:
     if isinstance(exc, ConstructError):
         text = str(exc)
@@ -164,10 +259,14 @@ def _reason(exc: BaseException, action: str) -> str:
     return f"{type(exc).__name__}: {exc}" if not isinstance(exc, ValueError) else str(exc)
 
 
-def parse_box(view: memoryview, pos: int, end: int, base: int, path: str, depth: int) -> tuple[Container, int]:
+def parse_box(view: memoryview, pos: int, end: int, base: int, path: str, depth: int, *, clip: bool = False) -> tuple[Container, int]:
     """Parse the box at ``view[pos:]`` inside ``view[:end]``; return it and the position after it.
 
     ``base`` is the file offset of ``view[0]``; ``path`` is the box path used in errors.
+    ``clip`` (top level): an ``mdat``, ``free``, ``skip`` or ``wide`` box whose size runs past
+    ``end`` is kept as the bytes there are, its size as ``declared_size``. Inside
+    :func:`collect_warnings`, a box whose own fields need more bytes than it holds (other than
+    the :data:`SAMPLE_LOCATING` ones) is kept as its raw ``data``; each is a warning.
     """
     offset = base + pos
     left = end - pos
@@ -194,11 +293,26 @@ def parse_box(view: memoryview, pos: int, end: int, base: int, path: str, depth:
     if size < header:
         raise BoxError(f"'{fourcc}' box size {size} is smaller than its {header}-byte header", offset=offset, path=path)
     if size > left:
-        raise BoxError(f"'{fourcc}' box size {size} runs past the end of its parent ({left} bytes left)", offset=offset, path=path)
+        reason = f"'{fourcc}' box size {size} runs past the end of its parent ({left} bytes left)"
+        if not (clip and fourcc in PADDED_TYPES):
+            raise BoxError(reason, offset=offset, path=path)
+        tolerate(reason, CLIPPED, offset, path)
+        value.declared_size = size
+        size = left
     if depth > MAX_DEPTH:
         raise BoxError(f"boxes nested deeper than {MAX_DEPTH} levels", offset=offset, path=path)
     body_start = pos + header
-    lookup(fourcc).parse_body(view[body_start : pos + size], value, base + body_start, path, depth)
+    body = view[body_start : pos + size]
+    box_type = lookup(fourcc)
+    try:
+        box_type.parse_body(body, value, base + body_start, path, depth)
+    except _CutShort as exc:
+        if exc.path != path or fourcc in SAMPLE_LOCATING:
+            raise
+        tolerate(exc.reason, "the box is cut short, its body is kept as raw bytes", exc.offset, path)
+        for key in [k for k in value if k not in _HEADER_KEYS]:
+            del value[key]
+        value.data = body
     value._offset = offset
     value._size = size
     return value, pos + size
@@ -212,11 +326,15 @@ def parse_boxes(
     *,
     start: int = 0,
     tolerate_tail: bool = False,
+    top_level: bool = False,
 ) -> tuple[ListContainer, bytes]:
     """Parse consecutive boxes filling ``view[start:]``.
 
     Returns the boxes and the tail: fewer than 8 bytes left at the end (kept when
-    ``tolerate_tail``, as inside a container, else an error).
+    ``tolerate_tail``, as inside a container, else an error). ``top_level`` (a whole file):
+    after the first box, a tail too short for a header or a header of an unknown type that
+    cannot be a box (its size smaller than a header, or past the end of the file) ends the
+    boxes, and the bytes from there are the returned tail (a warning, see :func:`tolerate`).
     """
     boxes = ListContainer()
     seen: dict[bytes, int] = {}
@@ -227,15 +345,52 @@ def parse_boxes(
         if end - pos < 8:
             if tolerate_tail:
                 return boxes, bytes(view[pos:end])
-            raise BoxError(f"{end - pos} bytes after the last box are too few for a box header", offset=base + pos, path=parent or None)
+            reason = f"{end - pos} bytes after the last box are too few for a box header"
+            if top_level and boxes and tolerating():
+                tolerate(reason, TRAILING, base + pos, parent or None)
+                return boxes, bytes(view[pos:end])
+            raise BoxError(reason, offset=base + pos, path=parent or None)
         raw_type = bytes(view[pos + 4 : pos + 8])
         index = seen.get(raw_type, 0)
         seen[raw_type] = index + 1
         name = raw_type.decode("latin-1")
         path = f"{prefix}{name}[{index}]" if index else f"{prefix}{name}"
-        box, pos = parse_box(view, pos, end, base, path, depth)
+        if top_level and boxes and tolerating():
+            bogus = unreadable_header(view, pos, end)
+            if bogus:
+                tolerate(bogus, TRAILING, base + pos, path)
+                return boxes, bytes(view[pos:end])
+        box, pos = parse_box(view, pos, end, base, path, depth, clip=top_level)
         boxes.append(box)
     return boxes, b""
+
+
+def unreadable_header(view: memoryview, pos: int, end: int) -> str | None:
+    """Why the top-level header at ``pos`` (8 bytes at least) is garbage rather than a box, or None.
+
+    Garbage: a type that no schema knows (or a padding type) whose size is smaller than a
+    header or runs past ``end`` (a padding box, which is kept cut short, excepted). A known
+    box cut short is an error, not garbage.
+    """
+    fourcc = bytes(view[pos + 4 : pos + 8]).decode("latin-1")
+    if fourcc in _REGISTRY and fourcc not in PADDED_TYPES:
+        return None  # a known box cut short is an error, not garbage
+    size, _ = _SIZE_TYPE.unpack_from(view, pos)
+    left = end - pos
+    header = 8
+    if size == 1:
+        if left < 16:
+            return f"a {left}-byte tail with a 64-bit size header"
+        size, header = _LARGE.unpack_from(view, pos + 8)[0], 16
+    elif size == 0:
+        return None
+    if fourcc == "uuid":
+        header += 16
+    if size < header:
+        return f"a header of size {size}, smaller than a header"
+    if size > left and fourcc not in PADDED_TYPES:
+        return f"a header of size {size}, past the end of the file ({left} bytes left)"
+    return None
 
 
 def build_box(value: Mapping, out: ChunkWriter, path: str = "") -> None:
@@ -254,7 +409,10 @@ def build_box(value: Mapping, out: ChunkWriter, path: str = "") -> None:
     if path.count("/") > MAX_DEPTH:  # what parse_box would reject, and before Python's recursion limit
         raise BoxError(f"boxes nested deeper than {MAX_DEPTH} levels", path=path)
     body = ChunkWriter()
-    lookup(raw_type.decode("latin-1")).build_body(value, body, path)
+    box_type = lookup(raw_type.decode("latin-1"))
+    if "data" in value and not box_type.raw:
+        box_type = _UNKNOWN  # a box kept as raw bytes because it was cut short
+    box_type.build_body(value, body, path)
     header = 8
     extended = b""
     if raw_type == b"uuid":
@@ -263,6 +421,9 @@ def build_box(value: Mapping, out: ChunkWriter, path: str = "") -> None:
             raise BoxError("a 'uuid' box needs a 16-byte extended_type", path=path)
         header += 16
     size = header + body.size
+    declared = value.get("declared_size")
+    if declared is not None and declared > size + 8 * bool(value.get("large_size")):
+        size = declared - 8 * bool(value.get("large_size"))  # a box cut short by the end of its file: its header as it was
     if value.get("size_to_end"):
         head = _SIZE_TYPE.pack(0, raw_type)
     elif value.get("large_size") or size > _MAX32:
@@ -286,21 +447,32 @@ def _build_children(children: Iterable[Mapping], out: ChunkWriter, parent: str) 
 class _BoxConstruct(Construct):
     """Shared parts of :data:`Box` and :data:`Boxes`: zero-copy entry points over any input."""
 
-    def parse(self, data, **contextkw):
+    def parse(self, data, *, strict: bool = False, **contextkw):
+        """Parse ``data`` (bytes, bytearray, memoryview, mmap, file object or path) without copying payloads.
+
+        Tolerated deviations are listed in the result's ``warnings`` (see :func:`parse_boxes`);
+        ``strict=True`` makes each of them a :class:`BoxError` instead.
+        """
         view, base = as_memoryview(data)
-        return self._parse_view(view, base)
+        return self._parse_tolerant(view, base, strict)
 
-    def parse_file(self, filename, **contextkw):
+    def parse_file(self, filename, *, strict: bool = False, **contextkw):
         view, base = as_memoryview(filename)
-        return self._parse_view(view, base)
+        return self._parse_tolerant(view, base, strict)
 
-    def parse_stream(self, stream, **contextkw):
+    def parse_stream(self, stream, *, strict: bool = False, **contextkw):
         if isinstance(stream, ViewStream):
             return self._parse(stream, None, "(parsing)")
         view, base = as_memoryview(stream)
-        result = self._parse_view(view, base)
+        result = self._parse_tolerant(view, base, strict)
         if hasattr(stream, "seek"):
             stream.seek(base + self._consumed(result))
+        return result
+
+    def _parse_tolerant(self, view, base, strict):
+        with collect_warnings(strict) as found:
+            result = self._parse_view(view, base)
+        self._attach(result, found)
         return result
 
     def build(self, obj, **contextkw) -> bytes:
@@ -335,6 +507,10 @@ class _OneBox(_BoxConstruct):
     def _parse_view(self, view, base):
         return parse_box(view, 0, len(view), base, _peek_type(view), 0)[0]
 
+    def _attach(self, box, found):
+        if found:
+            box._warnings = found  # a key starting with "_": no part in equality
+
     def _consumed(self, box):
         return box._size
 
@@ -361,10 +537,16 @@ class _OneBox(_BoxConstruct):
 
 class _AllBoxes(_BoxConstruct):
     def _parse_view(self, view, base):
-        return parse_boxes(view, base)[0]
+        boxes, tail = parse_boxes(view, base, top_level=True)
+        if tail:
+            boxes.trailing = tail
+        return boxes
+
+    def _attach(self, boxes, found):
+        boxes.warnings = found
 
     def _consumed(self, boxes):
-        return sum(box._size for box in boxes)
+        return sum(box._size for box in boxes) + len(getattr(boxes, "trailing", b""))
 
     def _parse(self, stream, context, path):
         if isinstance(stream, ViewStream):
@@ -376,6 +558,9 @@ class _AllBoxes(_BoxConstruct):
 
     def _build_chunks(self, obj, out):
         _build_children(obj, out, "")
+        trailing = getattr(obj, "trailing", b"")
+        if trailing:
+            out.write(bytes(trailing))  # what followed the last box of the file it was parsed from
 
 
 def _peek_type(view) -> str:

@@ -146,7 +146,11 @@ class Packed(Construct):
     def _parse(self, stream, context, path):
         if self.when is not None and not self.when(context):
             return None
-        raw = self.subcon._parsereport(stream, context, path)
+        try:
+            raw = self.subcon._parsereport(stream, context, path)
+        except StreamError as exc:  # name the fields that are missing, not the integer holding them
+            names = "+".join(name for name, _, _ in self.specs if not name.startswith("reserved")) or self.specs[0][0]
+            raise StreamError(str(exc).split("\n")[-1], path=f"{path} -> {names}") from exc
         out = {}
         shift = self.width
         for name, bits, _ in self.specs:

@@ -264,9 +264,10 @@ ERRORS = {
 
 @pytest.mark.parametrize("name", ERRORS)
 def test_errors_name_the_path_and_offset(name):
+    """Strict parsing: each deviation is an error (see tests/test_tolerant_reading.py for the default)."""
     data, path, offset, reason = ERRORS[name]
     with pytest.raises(BoxError) as caught:
-        Boxes.parse(data)
+        Boxes.parse(data, strict=True)
     err = caught.value
     assert (err.path, err.offset) == (path, offset), str(err)
     assert reason in err.reason
