@@ -167,7 +167,7 @@ class OutputLock:
             try:
                 fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
             except OSError as exc:  # name the output, not only the lock file
-                raise type(exc)(exc.errno, f"cannot write {self.path}: {exc.strerror}", self.lock_path) from None
+                raise type(exc)(exc.errno, f"cannot write {self.path}: {exc.strerror}", self.path) from None
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:

@@ -10,10 +10,12 @@ import shutil
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from bzna_samples import build_dataset
 from writer_support import FAST, REPO, gradient, hvcc_of
 
 from bzna_boxes import Box, BoxError, layout
@@ -69,15 +71,8 @@ def encoded():
     return [encode_image(gradient(40 + 8 * i, 30 + 4 * i, seed=i), **FAST) for i in range(6)]
 
 
-def write(path, encoded, missing=()) -> list[tuple]:
-    items = [(None if i in missing else s, i % 3, f"c{i % 3}/img{i}.jpg") for i, s in enumerate(encoded)]
-    with DatasetWriter(path) as writer:
-        for sample, target, name in items:
-            if sample is None:
-                writer.add_missing(target, name)
-            else:
-                writer.add(sample, target, name)
-    return items
+def write(path, encoded, missing=()) -> None:
+    build_dataset(path, [(None if i in missing else s, i % 3, f"c{i % 3}/img{i}.jpg") for i, s in enumerate(encoded)])
 
 
 @pytest.fixture
@@ -276,14 +271,20 @@ sys.stdin.read()
 """
 
 
-def start_writer(path: Path) -> tuple[subprocess.Popen, str]:
-    """A real process holding a DatasetWriter on ``path``; (process, its temporary file)."""
+@contextmanager
+def writer_process(path: Path):
+    """A real process holding a DatasetWriter on ``path``: (process, its temporary file); killed at the end."""
     process = subprocess.Popen(
         [sys.executable, "-c", _HOLD, str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=ENV, start_new_session=True
     )
-    temp = process.stdout.readline().strip()
-    assert temp, "the writer did not start"
-    return process, temp
+    try:
+        temp = process.stdout.readline().strip()
+        assert temp, "the writer did not start"
+        yield process, temp
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def test_two_writers_of_one_output_in_one_process(tmp_path, encoded):
@@ -301,53 +302,44 @@ def test_two_writers_of_one_output_in_one_process(tmp_path, encoded):
     assert listing(tmp_path) == ["d.bzna"]
 
 
-def test_a_build_fails_at_once_while_another_process_writes_the_output(tmp_path):
+@pytest.fixture
+def out(tmp_path) -> Path:
+    """An output path in a folder of its own, beside an ImageFolder tree ``src``."""
     image_tree(tmp_path / "src")
-    out = tmp_path / "out" / "d.bzna"
-    out.parent.mkdir()
-    process, temp = start_writer(out)
-    try:
+    (tmp_path / "out").mkdir()
+    return tmp_path / "out" / "d.bzna"
+
+
+def test_a_build_fails_at_once_while_another_process_writes_the_output(tmp_path, out):
+    with writer_process(out) as (process, temp):
         status, _, err = bzna("build", tmp_path / "src", out, "--preset", "ultrafast", "--workers", "1", "-q")
         assert_one_line(status, err, "bzna build", ".d.bzna.lock", "another writer")
         assert os.path.exists(temp)  # a running writer's temporary file is never removed
         process.stdin.close()
         assert process.wait(timeout=60) == 0
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
     assert listing(out.parent) == []  # the writer, dropped unclosed, removed its file and its lock
 
 
 def test_the_next_writer_removes_the_temporary_files_of_dead_ones(tmp_path, encoded):
     out = tmp_path / "d.bzna"
     neighbour = tmp_path / "d.bzna.12345678"  # another output whose name starts the same
-    process, temp = start_writer(out)
-    try:
-        with DatasetWriter(neighbour) as running:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-            assert os.path.exists(temp) and os.path.exists(lock_path(out))  # what a killed build leaves
-            lock = OutputLock(out)
-            assert lock.removed == [temp]
-            lock.release()
-            assert os.path.exists(running._temp_path)
-            running.add(encoded[0], 0, "n")
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
+    with writer_process(out) as (process, temp), DatasetWriter(neighbour) as running:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        assert os.path.exists(temp) and os.path.exists(lock_path(out))  # what a killed build leaves
+        lock = OutputLock(out)
+        assert lock.removed == [temp]
+        lock.release()
+        assert os.path.exists(running._temp_path)
+        running.add(encoded[0], 0, "n")
     assert listing(tmp_path) == ["d.bzna.12345678"]
 
 
-def test_a_build_cleans_what_a_killed_build_left(tmp_path):
-    image_tree(tmp_path / "src")
-    out = tmp_path / "out" / "d.bzna"
-    out.parent.mkdir()
-    process, temp = start_writer(out)
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    assert listing(out.parent) == [".d.bzna.lock", os.path.basename(temp)]
+def test_a_build_cleans_what_a_killed_build_left(tmp_path, out):
+    with writer_process(out) as (process, temp):
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    assert listing(out.parent) == sorted([".d.bzna.lock", os.path.basename(temp)])
     status, _, err = bzna("build", tmp_path / "src", out, "--preset", "ultrafast", "--workers", "1", "-q")
     assert status == 0, err
     assert listing(out.parent) == ["d.bzna", "d.classes.txt", "d.report.tsv"]
