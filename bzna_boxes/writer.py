@@ -380,7 +380,7 @@ class DatasetWriter:
         try:
             for path, text in side_files.items():
                 if text is not None:
-                    staged.append((_stage_text(self.path, text), path))
+                    staged.append((_stage_text(self.path, text, self._fsync), path))
             self._write_end()
         except BaseException:
             for temp, _ in staged:
@@ -497,13 +497,16 @@ def _discard(temp_path: str, lock: OutputLock | None) -> None:
         lock.release()
 
 
-def _stage_text(path: str, text: str) -> str:
+def _stage_text(path: str, text: str, fsync: bool) -> str:
     """``text`` written to a new temporary file named after ``path`` (and cleaned with it); its name."""
     fd, temp = temporary_beside(path)
     try:
         # a name that is not UTF-8 (a Linux filename's bytes, as surrogate escapes) is written as its bytes
         with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
             f.write(text)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
     except BaseException:
         remove_quietly(temp)
         raise
