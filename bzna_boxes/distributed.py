@@ -31,6 +31,7 @@ from .atomic import OutputLock, atomic_file
 from .build import (
     BuildError,
     Source,
+    SourceList,
     _one_thread_each,
     available_cores,
     build_sources,
@@ -284,7 +285,7 @@ def build(
 
 
 def _build_locked(
-    listing,
+    listing: SourceList,
     out: str,
     client,
     lock: OutputLock,

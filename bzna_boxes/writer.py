@@ -24,9 +24,8 @@ from __future__ import annotations
 import errno
 import os
 import struct
-import sys
 import weakref
-from typing import Any, Iterable, Mapping, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -34,6 +33,9 @@ from . import layout
 from .atomic import OutputLock, check_not_an_input, publish_together, remove_quietly, temporary_beside
 from .boxes import Box, Boxes, find
 from .errors import BoxError
+
+if TYPE_CHECKING:
+    from .index import BznaFile, Track
 
 __all__ = ["DatasetWriter", "InnerSample", "concat", "run_concat"]
 
@@ -591,7 +593,7 @@ class _Shard:
         with BznaFile(self.path) as file:
             self._read_tracks(file)
 
-    def _read_tracks(self, file) -> None:
+    def _read_tracks(self, file: "BznaFile") -> None:
         tracks = {}
         for track in file.tracks:
             tracks.setdefault(track.name, track)
@@ -623,7 +625,7 @@ class _Shard:
             self.video_entries = np.zeros(count, np.uint32)
             self.video_configs = []
 
-    def _read_video(self, file, video, present: np.ndarray) -> None:
+    def _read_video(self, file: "BznaFile", video: "Track", present: np.ndarray) -> None:
         """The thumbnails' offsets and sizes, their hvcC records and each one's (1-based) record."""
         count = len(self.input_sizes)
         if len(video) != count:
@@ -655,7 +657,7 @@ class _Shard:
         return list(zip(bounds[:-1], bounds[1:]))
 
 
-def _description_indices(file, video) -> np.ndarray:
+def _description_indices(file: "BznaFile", video: "Track") -> np.ndarray:
     """The sample entry (1-based) of each sample of a video track with several entries, from its stsc.
 
     Movie fragments name theirs in each ``tfhd``; a track with several entries and fragments is
