@@ -2,8 +2,9 @@
 
 The pieces a distributed build reuses: :func:`list_sources` (the ordered sources and class
 names), :func:`encode_source` (one image to an :class:`~bzna_boxes.writer.InnerSample`),
-:func:`write_classes` and :func:`write_report` (the files beside the output), and
-:func:`build_sources` (a build of a given list, e.g. one shard).
+:func:`check_outputs` (no output is an input), :func:`side_files` (the files beside the
+output, replaced together with it), and :func:`build_sources` (a build of a given list, e.g.
+one shard).
 
 Sources (see ``docs/building.md``):
 
@@ -14,7 +15,11 @@ Sources (see ``docs/building.md``):
   The stored filename is the path relative to the tree's root, with ``/`` separators.
 * a **list file** of ``path,target`` lines (UTF-8; the last comma separates the target; blank
   lines and lines starting with ``#`` are skipped; relative paths are relative to the list
-  file's folder). The stored filename is the path as written in the list.
+  file's folder; a line is at most :data:`MAX_LINE` bytes; a target is an int64, ``-1`` for
+  none or from 0 up). The stored filename is the path as written in the list.
+
+Every target is checked before anything is encoded, and a source without any image is
+refused (as ``torchvision.datasets.ImageFolder`` refuses one) rather than built empty.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from .atomic import atomic_file
+from .atomic import check_not_an_input
 
 __all__ = [
     "Source",
@@ -45,10 +50,15 @@ __all__ = [
     "available_cores",
     "check_encode_options",
     "sidecar_paths",
-    "write_classes",
-    "write_report",
+    "side_files",
+    "check_outputs",
     "run",
 ]
+
+MAX_LINE = 64 << 10
+"""The longest line (in bytes) a list file may have: a longer one is an error, never read whole."""
+
+_INT64_MAX = (1 << 63) - 1
 
 
 @dataclass(frozen=True)
@@ -105,10 +115,7 @@ def list_sources(src: str | os.PathLike) -> SourceList:
         return _image_folder(src)
     if not os.path.exists(src):
         raise FileNotFoundError(f"no such folder or list file: {src}")
-    try:
-        return _list_file(src)
-    except UnicodeDecodeError as exc:
-        raise BuildError(f"{src}: a list file must be UTF-8 text ({exc})") from None
+    return _list_file(src)
 
 
 def _image_folder(root: str) -> SourceList:
@@ -136,6 +143,8 @@ def _image_folder(root: str) -> SourceList:
                     continue
                 path = os.path.join(dirpath, filename)
                 sources.append(Source(path, target, os.path.relpath(path, root).replace(os.sep, "/")))
+    if not sources:
+        raise BuildError(f"{root}: no images in its class folders (files with an extension Pillow opens, such as .jpg or .png)")
     return SourceList(sources, classes)
 
 
@@ -151,9 +160,12 @@ def _folder_id(path: str) -> tuple[int, int] | None:
 def _list_file(path: str) -> SourceList:
     base = os.path.dirname(os.path.abspath(path))
     sources = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            line = line.strip()
+    with open(path, "rb") as f:
+        for number, line in enumerate(_lines(f, path), 1):
+            try:
+                line = line.decode("utf-8").strip()
+            except UnicodeDecodeError as exc:
+                raise BuildError(f"{path} line {number}: a list file must be UTF-8 text ({exc.reason} at byte {exc.start})") from None
             if not line or line.startswith("#"):
                 continue
             name, comma, target = line.rpartition(",")
@@ -162,10 +174,27 @@ def _list_file(path: str) -> SourceList:
                     raise ValueError
                 value = int(target)
             except ValueError:
-                raise BuildError(f"{path} line {number}: expected 'path,target' (an integer target), got {line!r}") from None
+                raise BuildError(f"{path} line {number}: expected 'path,target' (an integer target), got {line[:200]!r}") from None
+            if not -1 <= value <= _INT64_MAX:
+                raise BuildError(f"{path} line {number}: target {target.strip()} is not -1 (no target) or an int64 from 0 to {_INT64_MAX}")
             name = name.strip()
             sources.append(Source(os.path.join(base, name), value, name))
+    if not sources:
+        raise BuildError(f"{path}: the list file names no image (expected 'path,target' lines)")
     return SourceList(sources, None)
+
+
+def _lines(f, path: str) -> Iterator[bytes]:
+    """The lines of a binary file, none read past :data:`MAX_LINE` bytes (a file of NUL bytes is not read whole)."""
+    number = 0
+    while True:
+        line = f.readline(MAX_LINE + 1)
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LINE and not (len(line) == MAX_LINE + 1 and line.endswith(b"\n")):
+            raise BuildError(f"{path} line {number}: longer than {MAX_LINE} bytes (is it a list file?)")
+        yield line
 
 
 # --- encoding (runs in the worker processes) --------------------------------------------------
@@ -444,24 +473,31 @@ def sidecar_paths(out: str | os.PathLike) -> tuple[str, str]:
     return base + ".classes.txt", base + ".report.tsv"
 
 
-def _write_atomically(path: str, text: str) -> None:
-    # A name that is not UTF-8 (a Linux filename's bytes, as surrogate escapes) is written as its bytes.
-    with atomic_file(path, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
-        f.write(text)
+def side_files(out: str | os.PathLike, classes: Sequence[str] | None, failures: Iterable[tuple[int, str, str]]) -> dict[str, str | None]:
+    """The files beside ``out`` and their text, for :meth:`~bzna_boxes.writer.DatasetWriter.close`.
 
-
-def write_classes(path: str, classes: Sequence[str]) -> None:
-    """The class list: UTF-8, one class name per line, line ``k`` (from 0) is target ``k``."""
-    _write_atomically(path, "".join(f"{name}\n" for name in classes))
-
-
-def write_report(path: str, failures: Iterable[tuple[int, str, str]]) -> None:
-    """The report of images not stored: tab-separated ``index``, ``filename``, ``reason``, with a header."""
+    The class list (``NAME.classes.txt``, UTF-8, one class name per line: line ``k`` (from 0)
+    is target ``k``), or None (remove an older one) when there are no classes; the report of
+    images not stored (``NAME.report.tsv``: tab-separated ``index``, ``filename``, ``reason``,
+    with a header).
+    """
+    classes_path, report_path = sidecar_paths(out)
     buffer = io.StringIO()
     writer = csv.writer(buffer, dialect="excel-tab", lineterminator="\n")
     writer.writerow(("index", "filename", "reason"))
     writer.writerows(failures)
-    _write_atomically(path, buffer.getvalue())
+    return {
+        classes_path: None if classes is None else "".join(f"{name}\n" for name in classes),
+        report_path: buffer.getvalue(),
+    }
+
+
+def check_outputs(src: str | os.PathLike, out: str | os.PathLike, sources: Sequence[Source]) -> None:
+    """Refuse (``ValueError``) an output, or a file beside it, that is ``src`` or one of its images."""
+    src = os.fspath(src)
+    folder = os.path.isdir(src)
+    for path in (os.fspath(out), *sidecar_paths(out)):
+        check_not_an_input(path, () if folder else (src,), folders=(src,) if folder else (), listed=(s.path for s in sources))
 
 
 def build_sources(
@@ -474,13 +510,17 @@ def build_sources(
     fsync: bool = True,
     on_image: Callable[[int], None] | None = None,
     encode: EncodeFunction = encode_source,
+    with_side_files: bool = False,
+    classes: Sequence[str] | None = None,
     **encode_options: Any,
 ) -> BuildResult:
     """Write ``sources``, in order, to the dataset ``out``; an image that fails becomes a missing sample.
 
     ``on_image(1)`` is called after each image is written (e.g. to report progress elsewhere).
     ``encode(source, encode_options)`` makes each sample (see :data:`EncodeFunction`); an
-    exception it raises makes that image a missing sample.
+    exception it raises makes that image a missing sample. ``with_side_files``: the class list
+    (``classes``) and the report are written beside ``out`` (:func:`side_files`), replaced
+    together with it.
     """
     from tqdm import tqdm
 
@@ -509,6 +549,11 @@ def build_sources(
             bar.update()
             if on_image is not None:
                 on_image(1)
+        if with_side_files:
+            writer.close(side_files(out, classes, result.failures))
+            result.classes_path, result.report_path = sidecar_paths(out)
+            if classes is None:
+                result.classes_path = None
     result.seconds = time.perf_counter() - start
     result.bytes = os.path.getsize(out)
     return result
@@ -532,16 +577,19 @@ def build(
     :func:`build_sources`.
     """
     listing = list_sources(src)
-    classes_path, report_path = sidecar_paths(out)
-    result = build_sources(
-        listing.sources, out, workers=workers, fail_fast=fail_fast, progress=progress, fsync=fsync, encode=encode, **encode_options
+    check_outputs(src, out, listing.sources)
+    return build_sources(
+        listing.sources,
+        out,
+        workers=workers,
+        fail_fast=fail_fast,
+        progress=progress,
+        fsync=fsync,
+        encode=encode,
+        with_side_files=True,
+        classes=listing.classes,
+        **encode_options,
     )
-    if listing.classes is not None:
-        write_classes(classes_path, listing.classes)
-    write_report(report_path, result.failures)
-    result.classes_path = classes_path if listing.classes is not None else None
-    result.report_path = report_path
-    return result
 
 
 # --- the command ------------------------------------------------------------------------------
@@ -551,6 +599,9 @@ _DISTRIBUTED_OPTIONS = ("scheduler", "cluster", "shard_size", "work_dir", "resum
 
 def run(args) -> int:
     """``bzna build SRC OUT``."""
+    if args.shard_size is not None and args.shard_size < 1:
+        print(f"bzna build: --shard-size must be at least 1, not {args.shard_size}", file=sys.stderr)
+        return 2
     if any(getattr(args, name, None) for name in _DISTRIBUTED_OPTIONS):
         from .distributed import run as run_distributed  # the same sources and samples, on Dask
 
@@ -566,11 +617,7 @@ def run(args) -> int:
         options["crf"] = args.crf
     if args.x265_params:
         options["x265_params"] = args.x265_params
-    try:
-        result = build(args.src, args.out, workers=args.workers, fail_fast=args.fail_fast, progress=False if args.quiet else None, **options)
-    except BuildError as exc:
-        print(f"bzna build: {exc}", file=sys.stderr)
-        return 1
+    result = build(args.src, args.out, workers=args.workers, fail_fast=args.fail_fast, progress=False if args.quiet else None, **options)
     _print_summary(result, args.workers or available_cores())
     return 0
 

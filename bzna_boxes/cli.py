@@ -2,18 +2,22 @@
 
 Each subcommand's options are declared here; its work lives in the module that owns the
 feature, imported only when that subcommand runs (so ``bzna inspect`` never imports PyAV).
-A :class:`BoxError` (or any ``ValueError``/``OSError`` about the input) prints one line and
-exits with status 1.
+Errors are reported here, in one place: a :class:`BoxError`, a :class:`BuildError`, any
+other ``ValueError`` (a bad option value, an output that is one of the inputs) and any
+``OSError`` (naming its file: no space left, read-only, a locked output) print one line
+and exit with status 1; the writers have then left nothing at their output.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from . import __version__
-from .errors import BoxError, DecoderUnavailable
+from .build import BuildError
+from .errors import DecoderUnavailable
 
 
 def _add_inspect(sub) -> None:
@@ -108,12 +112,24 @@ def main(argv: list[str] | None = None) -> int:
     run = getattr(importlib.import_module(module_name), func_name)
     try:
         return int(run(args) or 0)
-    except (BoxError, DecoderUnavailable, FileNotFoundError, IsADirectoryError, PermissionError) as exc:
-        print(f"bzna {args.command}: {exc}", file=sys.stderr)
+    except (ValueError, OSError, BuildError, DecoderUnavailable) as exc:  # BoxError is a ValueError
+        print(f"bzna {args.command}: {describe_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"bzna {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def describe_error(exc: BaseException) -> str:
+    """``exc`` as one line: an ``OSError`` with the file it is about, anything else as its message."""
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        text = exc.strerror
+        name = exc.filename
+        if name is not None and os.fsdecode(name) not in text:
+            text = f"{os.fsdecode(name)}: {text}"
+    text = " ".join(text.split()) or type(exc).__name__
+    return text
 
 
 if __name__ == "__main__":

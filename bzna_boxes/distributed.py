@@ -27,18 +27,19 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Sequence
 
-from .atomic import atomic_file
+from .atomic import OutputLock, atomic_file
 from .build import (
     BuildError,
     Source,
+    SourceList,
     _one_thread_each,
     available_cores,
     build_sources,
     check_encode_options,
+    check_outputs,
     list_sources,
+    side_files,
     sidecar_paths,
-    write_classes,
-    write_report,
 )
 
 __all__ = ["ShardSpec", "DistributedBuildResult", "plan_shards", "build", "run"]
@@ -266,14 +267,45 @@ def build(
     ``OUT.shards`` beside the output) must be visible to every worker. ``resume`` keeps the
     shards already written completely; otherwise the work folder starts empty. Failed tasks are
     retried ``retries`` times. ``encode_options`` go to :func:`bzna_boxes.encode.encode_image`.
-    The shards are removed after the merge unless ``keep_shards``.
+    The shards are removed after the merge unless ``keep_shards``. The output is locked
+    (:class:`~bzna_boxes.atomic.OutputLock`) from the start: a second build of it fails at once.
     """
-    from tqdm import tqdm
-
     started = time.perf_counter()
     out = os.path.abspath(os.fspath(out))
-    work = os.path.abspath(os.fspath(work_dir) if work_dir else out + ".shards")
+    if shard_size is not None and shard_size < 1:
+        raise ValueError(f"the shard size must be at least 1, not {shard_size}")
     listing = list_sources(src)
+    check_outputs(src, out, listing.sources)
+    with OutputLock(out) as lock:
+        return _build_locked(
+            listing, out, client, lock, started,
+            shard_size=shard_size, work_dir=work_dir, resume=resume, retries=retries, fail_fast=fail_fast,
+            progress=progress, keep_shards=keep_shards, workers=workers, _inject=_inject, encode_options=encode_options,
+        )  # fmt: skip
+
+
+def _build_locked(
+    listing: SourceList,
+    out: str,
+    client,
+    lock: OutputLock,
+    started: float,
+    *,
+    shard_size: int | None,
+    work_dir: str | os.PathLike | None,
+    resume: bool,
+    retries: int,
+    fail_fast: bool,
+    progress: bool | None,
+    keep_shards: bool,
+    workers: int | None,
+    _inject: dict[str, Sequence[int]] | None,
+    encode_options: dict[str, Any],
+) -> DistributedBuildResult:
+    """The build of :func:`build`, once the sources are listed and the output locked."""
+    from tqdm import tqdm
+
+    work = os.path.abspath(os.fspath(work_dir) if work_dir else out + ".shards")
     check_encode_options(encode_options)
     own = None
     if client is None:
@@ -314,14 +346,10 @@ def build(
         raise BuildError(f"image {index} ({name}): {reason}")
     from .writer import concat
 
-    concat([spec.path for spec in specs], out)
+    concat([spec.path for spec in specs], out, lock=lock, side_files=side_files(out, listing.classes, failures))
     result.merge_seconds = time.perf_counter() - merge_start
-    classes_path, report_path = sidecar_paths(out)
-    if listing.classes is not None:
-        write_classes(classes_path, listing.classes)
-        result.classes_path = classes_path
-    write_report(report_path, failures)
-    result.report_path = report_path
+    classes_path, result.report_path = sidecar_paths(out)
+    result.classes_path = classes_path if listing.classes is not None else None
     result.failures = failures
     result.bytes = os.path.getsize(out)
     if not keep_shards:
@@ -407,7 +435,10 @@ def _run_shards(client, specs: list[ShardSpec], retries: int, bar, queue_name: s
 
 
 def _cluster_client(args):
-    """A client for ``bzna build``'s ``--scheduler`` / ``--cluster`` options, and the cluster to close (or None)."""
+    """A client for ``bzna build``'s ``--scheduler`` / ``--cluster`` options, and the cluster to close (or None).
+
+    ``--cluster local`` gives ``(None, None)``: :func:`build` starts it once the sources are listed.
+    """
     from distributed import Client
 
     if args.scheduler:
@@ -424,7 +455,7 @@ def _cluster_client(args):
         )
         cluster.scale(jobs=args.jobs)
         return Client(cluster), cluster
-    return _local_client(args.workers)
+    return None, None
 
 
 def run(args) -> int:
@@ -445,13 +476,12 @@ def run(args) -> int:
             resume=args.resume,
             fail_fast=args.fail_fast,
             progress=False if args.quiet else None,
+            workers=args.workers,
             **options,
         )
-    except BuildError as exc:
-        print(f"bzna build: {exc}", file=sys.stderr)
-        return 1
     finally:
-        client.close()
+        if client is not None:
+            client.close()
         if cluster is not None:
             cluster.close()
     stored = result.count - len(result.failures)

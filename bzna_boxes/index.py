@@ -397,6 +397,16 @@ class Track:
                 self._entry, self._entry_warnings = _parse_entry(*self._stsd)
         return self._entry
 
+    @property
+    def sample_entries(self) -> list:
+        """Every ``stsd`` entry, parsed by the box engine (at each call), in order."""
+        if self._stsd is None:
+            return []
+        from .boxes.core import parse_box
+
+        stsd, offset, path = self._stsd
+        return list(parse_box(memoryview(stsd), 0, len(stsd), offset, path, path.count("/"))[0].children)
+
     def __len__(self) -> int:
         return len(self.sizes)
 

@@ -18,6 +18,7 @@ import numpy as np
 
 from .boxes import Boxes, lookup
 from .boxes.movie import UNITY_MATRIX
+from .errors import BoxError
 
 __all__ = ["run", "inspect_boxes", "box_summary", "format_text"]
 
@@ -37,7 +38,10 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < (1 if option == "--depth" else 0):
             print(f"bzna inspect: {option} must be at least {1 if option == '--depth' else 0}", file=sys.stderr)
             return 2
-    tree = Boxes.parse_file(os.fspath(args.file))
+    path = os.fspath(args.file)
+    if os.path.isfile(path) and os.path.getsize(path) == 0:
+        raise BoxError(f"{path} is empty: an MP4 file holds at least one box", offset=0)
+    tree = Boxes.parse_file(path)
     nodes = inspect_boxes(tree, depth=args.depth, types=args.types, entries=args.entries)
     warnings = list(getattr(tree, "warnings", ()))
     _attach_warnings(nodes, warnings)

@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from . import layout
-from .atomic import atomic_file
+from .atomic import atomic_file, check_not_an_input
 from .dataset import MissingSampleError, _read_targets, inner_image, inner_tracks
 from .errors import BoxError
 from .index import BznaFile, sample_problems
@@ -360,6 +360,7 @@ def _write_atomically(path: str, data: bytes) -> None:
 
 def run_extract(args) -> int:
     """``bzna extract FILE INDEX [--track NAME] -o OUT``."""
+    check_not_an_input(args.output, [args.file])
     try:
         data = extract(args.file, args.index, args.track)
     except (KeyError, IndexError, MissingSampleError) as exc:

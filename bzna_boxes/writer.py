@@ -22,19 +22,20 @@ sequential copies.
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import struct
-import sys
 import weakref
-from typing import Any, Iterable, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
 from . import layout
-from .atomic import publish, remove_quietly, temporary_beside
+from .atomic import OutputLock, check_not_an_input, publish_together, remove_quietly, temporary_beside
 from .boxes import Box, Boxes, find
 from .errors import BoxError
+
+if TYPE_CHECKING:
+    from .index import BznaFile, Track
 
 __all__ = ["DatasetWriter", "InnerSample", "concat", "run_concat"]
 
@@ -262,9 +263,14 @@ class DatasetWriter:
     the filenames and the moov follow and the file appears at ``path``. An exception inside the
     block, or :meth:`abort`, leaves nothing behind. ``fsync`` flushes the data to the disk before
     the rename.
+
+    The writer holds the output's :class:`~bzna_boxes.atomic.OutputLock` while it lives: a second
+    writer of the same path fails at once (``BlockingIOError``), and the temporary files that
+    dead writers of this path left are removed. ``lock`` is a lock on ``path`` that the caller
+    already holds (and keeps).
     """
 
-    def __init__(self, path: str | os.PathLike, *, fsync: bool = True, **encode_options: Any):
+    def __init__(self, path: str | os.PathLike, *, fsync: bool = True, lock: OutputLock | None = None, **encode_options: Any):
         unknown = set(encode_options) - _ENCODE_OPTIONS
         if unknown:
             raise TypeError(f"unknown encoder options {sorted(unknown)}; expected some of {sorted(_ENCODE_OPTIONS)}")
@@ -272,9 +278,18 @@ class DatasetWriter:
         self.encode_options = encode_options
         self._fsync = fsync
         if os.path.isdir(self.path):
-            raise IsADirectoryError(f"{self.path} is a directory")
-        fd, self._temp_path = temporary_beside(self.path)
-        self._cleanup = weakref.finalize(self, remove_quietly, self._temp_path)
+            raise IsADirectoryError(errno.EISDIR, f"cannot write {self.path}: it is a directory", self.path)
+        if lock is not None and not (lock.held and os.path.abspath(lock.path) == os.path.abspath(self.path)):
+            raise ValueError(f"the lock given is not a held lock on {self.path}")
+        own_lock = OutputLock(self.path) if lock is None else None
+        try:
+            fd, self._temp_path = temporary_beside(self.path)
+        except BaseException:
+            if own_lock is not None:
+                own_lock.release()
+            raise
+        self._cleanup = weakref.finalize(self, _discard, self._temp_path, own_lock)
+        self._release = own_lock.release if own_lock is not None else (lambda: None)
         self._file = os.fdopen(fd, "wb", buffering=1 << 20)
         self._write = self._file.write
         self._closed = False
@@ -327,7 +342,10 @@ class DatasetWriter:
             row = _PACK_ROW(size, thumb_at, thumb_size, entry, len(name), target)
         except struct.error:
             raise ValueError(f"target {target} is not an int64, or an inner sample of {size} bytes is too large") from None
-        self._write(data)
+        try:
+            self._write(data)
+        except OSError as exc:  # no space left, a file size limit: name the dataset, not the temporary file
+            raise _writing_error(exc, self.path) from exc
         self._rows += row
         self._names += name
         self._pos += size
@@ -355,17 +373,25 @@ class DatasetWriter:
 
     # -- finishing
 
-    def close(self) -> None:
-        """Write the targets, filenames and moov, then move the file to ``path``."""
+    def close(self, side_files: Mapping[str, str | None] | None = None) -> None:
+        """Write the targets, filenames and moov, then move the file to ``path``.
+
+        ``side_files`` maps paths beside the dataset (its class list, its report) to their text
+        (UTF-8), or to None for a file to remove: they are written to temporary files first,
+        then renamed into place just before the dataset, so that all are replaced or none.
+        """
         if self._closed:
             return
         try:
-            self._finish()
-        except BaseException:
+            self._finish(side_files or {})
+        except BaseException as exc:
             self.abort()
+            if isinstance(exc, OSError) and exc.filename is None:
+                raise _writing_error(exc, self.path) from exc
             raise
         self._closed = True
         self._cleanup.detach()
+        self._release()
 
     def abort(self) -> None:
         """Give up: remove the temporary file; nothing appears at ``path``."""
@@ -375,6 +401,7 @@ class DatasetWriter:
         except OSError:
             pass
         self._cleanup()
+        self._release()
 
     def __enter__(self) -> "DatasetWriter":
         return self
@@ -385,7 +412,30 @@ class DatasetWriter:
         else:
             self.abort()
 
-    def _finish(self) -> None:
+    def _finish(self, side_files: Mapping[str, str | None]) -> None:
+        folder = os.path.dirname(os.path.abspath(self.path))
+        for path in side_files:
+            if os.path.dirname(os.path.abspath(path)) != folder:
+                raise ValueError(f"side file {path} is not beside {self.path}")
+        staged = []
+        try:
+            for path, text in side_files.items():
+                if text is not None:
+                    staged.append((_stage_text(self.path, text, self._fsync), path))
+            self._write_end()
+        except BaseException:
+            for temp, _ in staged:
+                remove_quietly(temp)
+            raise
+        publish_together([*staged, (self._temp_path, self.path)])
+        for path, text in side_files.items():
+            if text is None:
+                remove_quietly(path)
+        if self._fsync:
+            _fsync_directory(os.path.dirname(os.path.abspath(self.path)))
+
+    def _write_end(self) -> None:
+        """Write the targets, the filenames and the moov, then the mdat header (the file stays temporary)."""
         f = self._file
         rows = np.frombuffer(self._rows, _ROW)
         count = len(rows)
@@ -421,9 +471,6 @@ class DatasetWriter:
         if self._fsync:
             os.fsync(f.fileno())
         f.close()
-        publish(self._temp_path, self.path)
-        if self._fsync:
-            _fsync_directory(os.path.dirname(os.path.abspath(self.path)))
 
     def _video_table(self, rows: np.ndarray, offsets: np.ndarray) -> tuple[layout.SampleTable | None, list[dict] | None, np.ndarray | None]:
         """The video track: each sample's thumbnail; a missing sample takes its nearest neighbour's."""
@@ -449,15 +496,18 @@ class DatasetWriter:
         """Copy a shard's inner samples (one sequential copy per contiguous run) and append its rows."""
         if self._closed:
             raise ValueError(f"DatasetWriter for {self.path} is closed")
-        self._file.flush()
-        out_fd = self._file.fileno()
         offsets, sizes = shard.input_offsets, shard.input_sizes
-        for start, stop in shard.runs():
-            first = int(offsets[start])
-            length = int(offsets[stop - 1]) + int(sizes[stop - 1]) - first
-            _copy_range(shard.fd, out_fd, first, self._pos, length)
-            self._pos += length
-        self._file.seek(self._pos)
+        try:
+            self._file.flush()
+            out_fd = self._file.fileno()
+            for start, stop in shard.runs():
+                first = int(offsets[start])
+                length = int(offsets[stop - 1]) + int(sizes[stop - 1]) - first
+                _copy_range(shard.fd, out_fd, first, self._pos, length)
+                self._pos += length
+            self._file.seek(self._pos)
+        except OSError as exc:
+            raise _writing_error(exc, self.path) from exc
         rows = np.zeros(len(sizes), _ROW)
         present = sizes > 0
         mapping = np.zeros(len(shard.video_configs) + 1, np.uint32)
@@ -472,6 +522,36 @@ class DatasetWriter:
         self._rows += rows.tobytes()
         self._names += shard.filenames
         self._last_config = None
+
+
+def _writing_error(exc: OSError, path: str) -> OSError:
+    """``exc`` (raised on the temporary file) as the same kind of error naming the dataset's path."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, f"cannot write {path}: {exc.strerror}", path)
+
+
+def _discard(temp_path: str, lock: OutputLock | None) -> None:
+    """What a writer left unclosed gives back: its temporary file, then its lock."""
+    remove_quietly(temp_path)
+    if lock is not None:
+        lock.release()
+
+
+def _stage_text(path: str, text: str, fsync: bool) -> str:
+    """``text`` written to a new temporary file named after ``path`` (and cleaned with it); its name."""
+    fd, temp = temporary_beside(path)
+    try:
+        # a name that is not UTF-8 (a Linux filename's bytes, as surrogate escapes) is written as its bytes
+        with os.fdopen(fd, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+            f.write(text)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+    except BaseException:
+        remove_quietly(temp)
+        raise
+    return temp
 
 
 def _starts(first: int, sizes: np.ndarray) -> np.ndarray:
@@ -523,11 +603,12 @@ def _copy_range(src_fd: int, dst_fd: int, src_at: int, dst_at: int, length: int)
         src_at, dst_at, length = src_at + len(chunk), dst_at + len(chunk), length - len(chunk)
 
 
-# --- reading a shard's tables -----------------------------------------------------------------
+# --- reading an input of concat ---------------------------------------------------------------
 
 
 class _Shard:
-    """The tables of a ``.bzna`` file, as :func:`concat` needs them (one sample per chunk)."""
+    """What :func:`concat` needs of one ``.bzna`` file, read through its sample index
+    (:class:`bzna_boxes.index.BznaFile`: any chunk layout, movie fragments included)."""
 
     def __init__(self, path: str):
         self.path = path
@@ -535,6 +616,9 @@ class _Shard:
         self.fd = self._file.fileno()
         try:
             self._read()
+        except BoxError as exc:
+            self.close()
+            raise BoxError(f"{path}: {exc.reason}", offset=exc.offset, path=exc.path) from None
         except BaseException:
             self.close()
             raise
@@ -543,88 +627,63 @@ class _Shard:
         self._file.close()
 
     def _read(self) -> None:
-        size = os.fstat(self.fd).st_size
-        if size == 0:
-            raise BoxError(f"{self.path} is empty", offset=0)
-        mm = mmap.mmap(self.fd, 0, access=mmap.ACCESS_READ)
-        try:
-            self._read_tables(memoryview(mm))
-        finally:
-            try:
-                mm.close()
-            except BufferError:  # views still held by an exception's traceback; freed with it
-                pass
+        from .index import BznaFile
 
-    def _read_tables(self, view: memoryview) -> None:
-        boxes = Boxes.parse(view)
-        moovs = [box for box in boxes if box.type == "moov"]
-        if len(moovs) != 1:
-            raise BoxError(f"{self.path}: expected one moov, found {len(moovs)}", offset=0)
+        with BznaFile(self.path) as file:
+            self._read_tracks(file)
+
+    def _read_tracks(self, file: "BznaFile") -> None:
         tracks = {}
-        for index, trak in enumerate(b for b in moovs[0].children if b.type == "trak"):
-            hdlr = find(trak, "mdia/hdlr")
-            tracks[str(hdlr.name).rstrip("\x00")] = (index, trak)
+        for track in file.tracks:
+            tracks.setdefault(track.name, track)
         for name in (layout.INPUT_TRACK, layout.TARGET_TRACK, layout.FILENAME_TRACK):
             if name not in tracks:
-                raise BoxError(f"{self.path} is not a .bzna dataset: no {name} track", offset=moovs[0]._offset, path="moov")
-
-        def table(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, Any]:
-            index, trak = tracks[name]
-            path = f"moov/trak[{index}]/mdia/minf/stbl" if index else "moov/trak/mdia/minf/stbl"
-            stbl = find(trak, "mdia/minf/stbl")
-            stsz = find(stbl, "stsz")
-            chunks = find(stbl, "stco", None) or find(stbl, "co64")
-            offsets = np.asarray(chunks.chunk_offsets, dtype=np.uint64)
-            count = len(offsets)
-            sizes = np.asarray(stsz.entry_sizes, dtype=np.uint32) if not stsz.sample_size else np.full(stsz.sample_count, stsz.sample_size, np.uint32)
-            stsc = find(stbl, "stsc").entries
-            if len(sizes) != count or (count and (stsc[0]["first_chunk"] != 1 or np.any(stsc["samples_per_chunk"] != 1))):
-                raise BoxError(f"{self.path}: {name} does not have one sample per chunk (as this library writes)", path=path)
-            if count and int((offsets + sizes).max()) > len(view):
-                raise BoxError(f"{self.path}: a {name} sample runs past the end of the file ({len(view)} bytes)", path=path)
-            entries = np.ones(count, np.uint32)
-            if len(stsc) > 1:  # description index per run of chunks
-                starts = np.asarray(stsc["first_chunk"], np.int64) - 1
-                if np.any(np.diff(starts) <= 0) or starts[-1] >= max(count, 1):
-                    raise BoxError(f"{self.path}: {name} has a malformed stsc", path=path)
-                entries = np.repeat(np.asarray(stsc["sample_description_index"], np.uint32), np.diff(np.append(starts, count)))
-            return offsets, sizes, entries, find(stbl, "stsd")
-
-        self.input_offsets, self.input_sizes, _, _ = table(layout.INPUT_TRACK)
-        count = len(self.input_sizes)
-        target_offsets, target_sizes, _, _ = table(layout.TARGET_TRACK)
-        name_offsets, self.filename_sizes, _, _ = table(layout.FILENAME_TRACK)
-        if not len(target_sizes) == len(self.filename_sizes) == count:
+                raise BoxError(f"not a .bzna dataset: no {name} track", offset=file.moov.offset, path="moov")
+        inputs, targets, names = (tracks[n] for n in (layout.INPUT_TRACK, layout.TARGET_TRACK, layout.FILENAME_TRACK))
+        count = len(inputs)
+        if not len(targets) == len(names) == count:
             raise BoxError(
-                f"{self.path}: track lengths differ ({count} inputs, {len(target_sizes)} targets, {len(self.filename_sizes)} filenames)",
-                offset=moovs[0]._offset,
-                path="moov",
+                f"track lengths differ ({count} inputs, {len(targets)} targets, {len(names)} filenames)", offset=file.moov.offset, path="moov"
             )
-        if np.any(target_sizes != layout.TARGET_DTYPE.itemsize):
-            raise BoxError(f"{self.path}: a target is not {layout.TARGET_DTYPE.itemsize} bytes", path="moov")
-        self.targets = _gather(view, target_offsets, target_sizes).view(layout.TARGET_DTYPE).astype(np.int64)
-        self.filenames = _gather(view, name_offsets, self.filename_sizes).tobytes()
+        if np.any(targets.sizes != layout.TARGET_DTYPE.itemsize):
+            raise BoxError(f"a target is not {layout.TARGET_DTYPE.itemsize} bytes", path=targets.path)
+        view = file.buffer
+        self.input_offsets, self.input_sizes = inputs.offsets, inputs.sizes
+        self.targets = _gather(view, targets.offsets, targets.sizes).view(layout.TARGET_DTYPE).astype(np.int64)
+        self.filename_sizes = names.sizes
+        self.filenames = _gather(view, names.offsets, names.sizes).tobytes()
         present = self.input_sizes > 0
-        if layout.VIDEO_TRACK in tracks:
-            self.video_offsets, self.video_sizes, self.video_entries, stsd = table(layout.VIDEO_TRACK)
-            if len(self.video_sizes) != count:
-                raise BoxError(f"{self.path}: {len(self.video_sizes)} video samples for {count} inputs", path="moov")
-            self.video_configs = [bytes(view[hvcc._offset : hvcc._offset + hvcc._size]) for hvcc in (find(entry, "hvcC") for entry in stsd.children)]
-            inside = (self.video_offsets >= self.input_offsets) & (
-                self.video_offsets + self.video_sizes <= self.input_offsets + self.input_sizes
-            )
-            if np.any(present & ~inside):
-                bad = int(np.flatnonzero(present & ~inside)[0])
-                raise BoxError(f"{self.path}: video sample {bad} is not inside input sample {bad}", path="moov")
-            if np.any(present & ((self.video_entries < 1) | (self.video_entries > len(self.video_configs)))):
-                raise BoxError(f"{self.path}: a video sample has no sample description", path="moov")
+        video = tracks.get(layout.VIDEO_TRACK)
+        if video is not None:
+            self._read_video(file, video, present)
         elif np.any(present):
-            raise BoxError(f"{self.path}: has images but no {layout.VIDEO_TRACK} track", path="moov")
+            raise BoxError(f"has images but no {layout.VIDEO_TRACK} track", path="moov")
         else:
             self.video_offsets = np.zeros(count, np.uint64)
             self.video_sizes = np.zeros(count, np.uint32)
             self.video_entries = np.zeros(count, np.uint32)
             self.video_configs = []
+
+    def _read_video(self, file: "BznaFile", video: "Track", present: np.ndarray) -> None:
+        """The thumbnails' offsets and sizes, their hvcC records and each one's (1-based) record."""
+        count = len(self.input_sizes)
+        if len(video) != count:
+            raise BoxError(f"{len(video)} video samples for {count} inputs", path=video.path)
+        self.video_offsets, self.video_sizes = video.offsets, video.sizes
+        configs = []
+        for entry in video.sample_entries:
+            hvcc = find(entry, "hvcC", None)
+            if hvcc is None:
+                raise BoxError(f"the {entry.type} entry of {layout.VIDEO_TRACK} has no hvcC", offset=entry._offset, path=video.path)
+            configs.append(bytes(file.buffer[hvcc._offset : hvcc._offset + hvcc._size]))
+        self.video_configs = configs
+        self.video_entries = np.ones(count, np.uint32) if len(configs) == 1 else _description_indices(file, video)
+        inside = (self.video_offsets >= self.input_offsets) & (self.video_offsets + self.video_sizes <= self.input_offsets + self.input_sizes)
+        if np.any(present & ~inside):
+            bad = int(np.flatnonzero(present & ~inside)[0])
+            raise BoxError(f"video sample {bad} is not inside input sample {bad}", path=video.path)
+        if np.any(present & ((self.video_entries < 1) | (self.video_entries > len(configs)))):
+            raise BoxError("a video sample has no sample description", path=video.path)
 
     def runs(self) -> Iterable[tuple[int, int]]:
         """``(start, stop)`` index ranges of input samples stored back to back."""
@@ -635,6 +694,27 @@ class _Shard:
         breaks = np.flatnonzero(ends != self.input_offsets[1:]) + 1
         bounds = [0, *breaks.tolist(), count]
         return list(zip(bounds[:-1], bounds[1:]))
+
+
+def _description_indices(file: "BznaFile", video: "Track") -> np.ndarray:
+    """The sample entry (1-based) of each sample of a video track with several entries, from its stsc.
+
+    Movie fragments name theirs in each ``tfhd``; a track with several entries and fragments is
+    refused rather than guessed.
+    """
+    stbl = find(Boxes.parse(file.buffer), f"{video.path}/mdia/minf/stbl")
+    stsz = find(stbl, "stsz")
+    if stsz.sample_count != len(video):
+        raise BoxError(
+            f"{layout.VIDEO_TRACK} has several sample descriptions and samples in movie fragments: concat cannot merge it",
+            path=video.path,
+        )
+    chunks = len((find(stbl, "stco", None) or find(stbl, "co64")).chunk_offsets)
+    stsc = find(stbl, "stsc").entries
+    first = np.asarray(stsc["first_chunk"], np.int64) - 1
+    per_chunk = np.repeat(np.asarray(stsc["samples_per_chunk"], np.int64), np.diff(np.append(first, chunks)))
+    entries = np.repeat(np.asarray(stsc["sample_description_index"], np.uint32), np.diff(np.append(first, chunks)))
+    return np.repeat(entries, per_chunk)
 
 
 def _gather(view: memoryview, offsets: np.ndarray, sizes: np.ndarray) -> np.ndarray:
@@ -652,36 +732,39 @@ def _gather(view: memoryview, offsets: np.ndarray, sizes: np.ndarray) -> np.ndar
 # --- concat -----------------------------------------------------------------------------------
 
 
-def concat(inputs: Sequence[str | os.PathLike], output: str | os.PathLike, *, fsync: bool = True) -> int:
+def concat(
+    inputs: Sequence[str | os.PathLike],
+    output: str | os.PathLike,
+    *,
+    fsync: bool = True,
+    lock: OutputLock | None = None,
+    side_files: Mapping[str, str | None] | None = None,
+) -> int:
     """Merge ``.bzna`` shards, in order, into ``output``; returns the number of samples.
 
     Inner samples are copied as they are (large sequential copies); targets, filenames and
     tables are rewritten. The result is byte for byte what one :class:`DatasetWriter` given the
-    same samples in the same order writes.
+    same samples in the same order writes. The inputs are read through their sample index, so
+    samples in movie fragments are merged too. ``lock`` and ``side_files`` are those of
+    :class:`DatasetWriter` (a lock the caller holds; files replaced together with the output).
     """
     paths = [os.fspath(p) for p in inputs]
-    out = os.path.abspath(os.fspath(output))
     if not paths:
         raise ValueError("concat needs at least one input")
-    for path in paths:
-        if os.path.exists(path) and os.path.exists(out) and os.path.samefile(path, out):
-            raise ValueError(f"the output {output} is also an input")
-    with DatasetWriter(output, fsync=fsync) as writer:
+    check_not_an_input(output, paths)
+    with DatasetWriter(output, fsync=fsync, lock=lock) as writer:
         for path in paths:
             shard = _Shard(path)
             try:
                 writer._append_shard(shard)
             finally:
                 shard.close()
+        writer.close(side_files)
         return len(writer)
 
 
 def run_concat(args) -> int:
     """``bzna concat A.bzna B.bzna ... -o OUT.bzna``."""
-    try:
-        count = concat(args.inputs, args.output)
-    except ValueError as exc:  # BoxError included
-        print(f"bzna concat: {exc}", file=sys.stderr)
-        return 1
+    count = concat(args.inputs, args.output)
     print(f"wrote {args.output}: {count} samples from {len(args.inputs)} files")
     return 0

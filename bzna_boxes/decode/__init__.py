@@ -66,9 +66,10 @@ def run(args) -> int:
     import numpy as np
     from PIL import Image
 
-    from ..atomic import atomic_file
+    from ..atomic import atomic_file, check_not_an_input
     from ..dataset import Dataset
 
+    check_not_an_input(args.output, [args.file])
     dataset = Dataset(args.file)
     if not -len(dataset) <= args.index < len(dataset):
         print(f"bzna decode: index {args.index} out of range: the dataset has {len(dataset)} samples", file=sys.stderr)
