@@ -21,6 +21,9 @@ interleaved in a different order at each repeat, each file removed right after:
   the writer finds their layout by the record's content;
 * ``add_sample(InnerSample)``: the same with the inner MP4s already built (what
   ``bzna build`` does: its workers build them);
+* ``add`` and ``add_sample`` again without checksums: the writer's checksum function (CRC-32C
+  of each inner sample, its thumbnail, target and filename) replaced by one returning 0, the
+  rest (the table in the moov included) unchanged: the difference is the cost of checksumming;
 * the anchor, plain writes: one ``write`` per sample of as many bytes as the writer's
   inner sample, to a file opened with the same 1 MiB buffer, then the tail (targets,
   filenames, moov) in one write: the same number of bytes as the writer's file.
@@ -46,6 +49,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bzna_boxes import writer as writer_module  # noqa: E402
 from bzna_boxes.encode import encode_image  # noqa: E402
 from bzna_boxes.writer import DatasetWriter, InnerSample  # noqa: E402
 
@@ -85,6 +89,20 @@ def write_add_sample(path: str, samples: list[InnerSample]) -> None:
             add(sample)
 
 
+def without_checksums(function):
+    """``function`` run with the writer's checksum function replaced by one returning 0."""
+
+    def run(*args) -> None:
+        saved = writer_module._checksum
+        writer_module._checksum = lambda data, value=0: 0
+        try:
+            function(*args)
+        finally:
+            writer_module._checksum = saved
+
+    return run
+
+
 def write_plain(path: str, blobs: list[bytes], count: int, tail: int) -> None:
     with open(path, "wb", buffering=1 << 20) as f:
         write = f.write
@@ -121,7 +139,7 @@ def main() -> None:
 
     gc.collect()
     gc.freeze()  # the inputs above are long-lived: keep the collector from re-scanning them
-    modes = ["add", "add_copies", "add_sample", "plain"]
+    modes = ["add", "add_copies", "add_sample", "add_nosum", "add_sample_nosum", "plain"]
     times: dict[str, list[float]] = {mode: [] for mode in modes}
     cpu_times: dict[str, list[float]] = {mode: [] for mode in modes}
     size = 0
@@ -135,6 +153,10 @@ def main() -> None:
                 seconds, cpu, size = timed(write_add_copies, path, copies, filenames)
             elif mode == "add_sample":
                 seconds, cpu, size = timed(write_add_sample, path, samples)
+            elif mode == "add_nosum":
+                seconds, cpu, _ = timed(without_checksums(write_add), path, encoded, filenames)
+            elif mode == "add_sample_nosum":
+                seconds, cpu, _ = timed(without_checksums(write_add_sample), path, samples)
             else:
                 seconds, cpu, _ = timed(write_plain, path, blobs, args.n, size - payload - 40 if size else 0)
             times[mode].append(seconds)
@@ -145,10 +167,16 @@ def main() -> None:
           f"median of {args.repeats} repeats")
     for mode, label in (("add", "DatasetWriter.add(EncodedSample)"), ("add_copies", "add(EncodedSample), own hvcC records"),
                         ("add_sample", "DatasetWriter.add_sample(InnerSample)"),
+                        ("add_nosum", "add(EncodedSample), no checksums"),
+                        ("add_sample_nosum", "add_sample(InnerSample), no checksums"),
                         ("plain", "plain sequential writes (anchor)")):
         seconds, cpu = statistics.median(times[mode]), statistics.median(cpu_times[mode])
         print(f"  {label:40s} {seconds:7.2f} s  {args.n / seconds / 1e3:5.0f} k samples/s  {seconds / plain:5.2f}x   "
               f"CPU {cpu:6.2f} s {cpu / plain_cpu:5.2f}x")
+    for mode in ("add", "add_sample"):
+        ratio = statistics.median(times[mode]) / statistics.median(times[f"{mode}_nosum"])
+        cpu_ratio = statistics.median(cpu_times[mode]) / statistics.median(cpu_times[f"{mode}_nosum"])
+        print(f"  checksums cost in {mode}: {ratio:5.3f}x wall, {cpu_ratio:5.3f}x CPU (with / without)")
 
 
 if __name__ == "__main__":
