@@ -39,22 +39,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bzna_boxes import layout  # noqa: E402
-from bzna_boxes.encode import EncodedSample, encode_image, load_rgb  # noqa: E402
+from bzna_boxes.encode import encode_image, load_rgb  # noqa: E402
 from bzna_boxes.verify import verify  # noqa: E402
 from bzna_boxes.writer import DatasetWriter  # noqa: E402
+from bench_writer import padded  # noqa: E402
 
 _CHUNK = 16 << 20
-_FILLER = bytes([38 << 1, 1])  # NAL header of an HEVC filler-data unit (type 38)
-
-
-def padded(sample: EncodedSample, size: int) -> EncodedSample:
-    """``sample`` with its image payload grown to about ``size`` bytes by one filler NAL unit."""
-    extra = max(size - len(sample.image.payload) - 6, 0)
-    filler = (len(_FILLER) + extra).to_bytes(4, "big") + _FILLER + b"\xff" * extra
-    image = type(sample.image)(**{**sample.image.__dict__, "payload": bytes(sample.image.payload) + filler})
-    return EncodedSample(image, sample.thumbnail)
-
-
 def make_dataset(path: str, gigabytes: float) -> int:
     """Write about ``gigabytes`` of samples to ``path``; returns the sample count."""
     rng = np.random.default_rng(0)

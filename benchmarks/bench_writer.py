@@ -2,11 +2,13 @@
 
     python benchmarks/bench_writer.py                    # 1,431,167 samples, 3 repeats
     python benchmarks/bench_writer.py --n 200000 --repeats 5 --dir /tmp
+    python benchmarks/bench_writer.py --n 20000 --sample-kb 100   # ImageNet-sized samples
 
 The payloads are pre-encoded tiny H.265 frames (16 distinct 8x8 random images, each a
 512x512 frame of about 390 bytes, encoded once), so that the measure is the writer's
 own work and not the encoder's or the disk's: each inner sample is about 2.3 kB, most
-of it its moov. Filenames look like ImageNet's (``n01440764/n01440764_10026.JPEG``),
+of it its moov (``--sample-kb K`` pads each image with a filler NAL unit to about K kB, as
+ImageNet's samples average about 105 kB). Filenames look like ImageNet's (``n01440764/n01440764_10026.JPEG``),
 targets run over 1000 classes. By default the files go to ``/dev/shm`` (memory) when it
 exists, so that disk writeback does not blur the figures.
 
@@ -50,7 +52,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bzna_boxes import writer as writer_module  # noqa: E402
-from bzna_boxes.encode import encode_image  # noqa: E402
+from bzna_boxes.encode import EncodedSample, encode_image  # noqa: E402
 from bzna_boxes.writer import DatasetWriter, InnerSample  # noqa: E402
 
 VARIANTS = 16
@@ -61,6 +63,17 @@ def tiny_samples(seed: int = 0):
     """VARIANTS pre-encoded tiny images (ultrafast: the speed of the encoder is not measured)."""
     rng = np.random.default_rng(seed)
     return [encode_image(rng.integers(0, 256, (8, 8, 3), dtype=np.uint8), preset="ultrafast") for _ in range(VARIANTS)]
+
+
+_FILLER = bytes([38 << 1, 1])  # NAL header of an HEVC filler-data unit (type 38)
+
+
+def padded(sample: EncodedSample, size: int) -> EncodedSample:
+    """``sample`` with its image payload grown to about ``size`` bytes by one filler NAL unit."""
+    extra = max(size - len(sample.image.payload) - 6, 0)
+    filler = (len(_FILLER) + extra).to_bytes(4, "big") + _FILLER + b"\xff" * extra
+    image = type(sample.image)(**{**sample.image.__dict__, "payload": bytes(sample.image.payload) + filler})
+    return EncodedSample(image, sample.thumbnail)
 
 
 def names(n: int) -> list[str]:
@@ -126,10 +139,13 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_431_167, help="samples per dataset")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None, help="where the files go")
+    parser.add_argument("--sample-kb", type=float, default=0, help="pad each image to about this many kB (0: tiny samples)")
     args = parser.parse_args()
     folder = args.dir or os.environ.get("TMPDIR", "/tmp")
 
     encoded = tiny_samples()
+    if args.sample_kb:
+        encoded = [padded(e, int(args.sample_kb * 1000)) for e in encoded]
     copies = [pickle.loads(pickle.dumps(encoded[i % VARIANTS])) for i in range(COPIES)]
     filenames = names(args.n)
     inner = [InnerSample.from_encoded(e, 0, filenames[0]) for e in encoded]

@@ -220,8 +220,12 @@ def _check_checksums(report: Report, file: BznaFile, names) -> None:
     sizes = np.concatenate([track.sizes for track, _ in checked])
     inside = offsets + sizes <= np.uint64(file.size)  # the rest are bounds problems already
     computed = np.zeros(len(offsets), np.uint64)
-    with open(file.path, "rb", buffering=0) as f:
-        computed[inside] = file_checksums(f, offsets[inside], sizes[inside], algorithm)
+    try:
+        with open(file.path, "rb", buffering=0) as f:
+            computed[inside] = file_checksums(f, offsets[inside], sizes[inside], algorithm)
+    except BoxError as exc:  # the file shrank since it was opened
+        report.add_error("checksum", exc, "the samples cannot be read: ")
+        return
     stored = np.concatenate([sums.astype(np.uint64) for _, sums in checked])
     bad = np.flatnonzero(inside & (computed != stored))
     starts = np.cumsum([0] + [len(track) for track, _ in checked])

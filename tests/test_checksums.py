@@ -213,3 +213,11 @@ def test_decode_finds_a_picture_that_cannot_decode(photos, tmp_path, capsys):
     assert "[decode] sample 0" in out and "pictures: 11 decoded on the CPU" in out and ", 1 failed" in out
     assert main(["verify", str(path), "--decode"]) == 0
     assert "pictures: 12 decoded on the CPU" in capsys.readouterr().out
+
+
+def test_inspect_shows_the_table(photos, capsys):
+    path, _ = photos
+    assert main(["inspect", str(path), "--type", "bzsc"]) == 0
+    out = capsys.readouterr().out
+    assert "[moov/udta/bzsc]" in out and "algorithm = c32c" in out and "checksum_size = 4" in out
+    assert "{track_id=1, sample_count=9, checksums=9 entries [" in out
