@@ -221,3 +221,30 @@ def test_inspect_shows_the_table(photos, capsys):
     out = capsys.readouterr().out
     assert "[moov/udta/bzsc]" in out and "algorithm = c32c" in out and "checksum_size = 4" in out
     assert "{track_id=1, sample_count=9, checksums=9 entries [" in out
+
+
+@pytest.mark.parametrize("chunk, gap", [(1 << 20, 1 << 16), (700, 0), (64, 10)])
+def test_file_checksums_of_samples_in_any_order_overlapping_and_larger_than_a_chunk(tmp_path, chunk, gap):
+    from bzna_boxes.checksum import file_checksums
+
+    rng = np.random.default_rng(1)
+    data = rng.bytes(20_000)
+    path = tmp_path / "bytes"
+    path.write_bytes(data)
+    offsets = rng.integers(0, 19_000, 300).astype(np.uint64)
+    sizes = rng.integers(0, 1000, 300).astype(np.uint32)
+    seen = []
+    with open(path, "rb", buffering=0) as f:
+        sums = file_checksums(f, offsets, sizes, on_chunk=lambda at, chunk_data: seen.append((at, bytes(chunk_data))), chunk=chunk, gap=gap)
+    assert sums.tolist() == [crc32c(data[int(o) : int(o) + int(s)]) for o, s in zip(offsets, sizes)]
+    assert all(data[at : at + len(piece)] == piece for at, piece in seen)
+
+
+def test_file_checksums_of_a_sample_past_the_end_is_a_box_error(tmp_path):
+    from bzna_boxes.checksum import file_checksums
+
+    path = tmp_path / "bytes"
+    path.write_bytes(bytes(100))
+    with open(path, "rb", buffering=0) as f, pytest.raises(bz.BoxError, match="the file ends before the 20 bytes") as info:
+        file_checksums(f, np.array([0, 90], np.uint64), np.array([10, 30], np.uint32))
+    assert info.value.offset == 100
