@@ -30,7 +30,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -323,6 +323,14 @@ def _check_filenames(report: Report, file, track, count: int) -> tuple[list, lis
     return offsets, sizes
 
 
+def _inner_samples(inputs, progress: Callable) -> Iterator[tuple[int, int, int, str]]:
+    """``(index, offset, size, path name)`` of each non-empty input sample, through ``progress``."""
+    offsets, sizes = inputs.offsets.tolist(), inputs.sizes.tolist()
+    for index in progress(range(len(offsets)), len(offsets)):
+        if sizes[index]:
+            yield index, offsets[index], sizes[index], f"{layout.INPUT_TRACK}[{index}]"
+
+
 def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names: tuple[list, list] | None, progress: Callable) -> None:
     """Parse every inner sample: its four tracks, both pictures, target and filename."""
     view = file.buffer
@@ -331,13 +339,7 @@ def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names
     if report.counts["bounds"]:
         report.summary.append("inner samples: not checked (samples lie outside the file)")
         return
-    offsets, sizes = inputs.offsets.tolist(), inputs.sizes.tolist()
-    for index in progress(range(len(offsets)), len(offsets)):
-        size = sizes[index]
-        if not size:
-            continue
-        start = offsets[index]
-        name = f"{layout.INPUT_TRACK}[{index}]"
+    for index, start, size, name in _inner_samples(inputs, progress):
         prefix = f"{_label(inputs)}: sample {index}: "
         try:
             found = inner_tracks(view, start, start + size, name)
@@ -366,7 +368,7 @@ def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names
             outer_name = mm[outer_at : outer_at + names[1][index]]
             if mm[at : at + length] != outer_name:
                 report.add("inner", f"{prefix}its inner filename {mm[at : at + length]!r} differs from the outer {outer_name!r}", at, name)
-    missing = len(offsets) - int(np.count_nonzero(inputs.sizes))
+    missing = len(inputs) - int(np.count_nonzero(inputs.sizes))
     report.summary.append(f"inner samples: {checked:,} parsed" + (f", {missing:,} missing (size 0)" if missing else ""))
 
 
@@ -379,15 +381,9 @@ def _check_decode(report: Report, file: BznaFile, inputs, names, progress: Calla
 
     decoder = CpuDecoder()
     view = file.buffer
-    offsets, sizes = inputs.offsets.tolist(), inputs.sizes.tolist()
     decoded = failed = 0
     began = time.perf_counter()
-    for index in progress(range(len(offsets)), len(offsets)):
-        size = sizes[index]
-        if not size:
-            continue
-        start = offsets[index]
-        name = f"{layout.INPUT_TRACK}[{index}]"
+    for index, start, size, name in _inner_samples(inputs, progress):
         try:
             found = inner_tracks(view, start, start + size, name)
         except BoxError:
