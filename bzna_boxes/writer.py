@@ -10,7 +10,8 @@ The file a writer leaves (see ``docs/format.md``)::
       targets                 little-endian int64, one per sample
       filenames               UTF-8, one after the other
     moov                      mvhd, bzna_input, bzna_target, bzna_fname and the video track
-                              (stco, or co64 once an offset passes 4 GiB)
+                              (stco, or co64 once an offset passes 4 GiB), then udta/bzsc: a
+                              CRC-32C of every sample of every track, computed as samples come
 
 Only the tables (a few integers per sample) and the filenames stay in memory. The file is
 written under a temporary name beside ``path`` and renamed into place on success; an
