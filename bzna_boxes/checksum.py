@@ -9,6 +9,7 @@ sequential chunks, in file order, rather than sample by sample.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO, Callable, NamedTuple
 
 import numpy as np
@@ -50,10 +51,10 @@ def file_checksums(
 
     Samples may come in any order and overlap (a thumbnail inside its image). They are read in
     file order, in chunks of up to ``chunk`` bytes that each hold whole samples (a larger sample
-    is read in pieces), reading through gaps of up to ``gap`` bytes between samples.
-    ``on_chunk(offset, data)`` sees every chunk read (e.g. to copy it): with ``gap=0`` and
-    samples that tile a range, the chunks tile it too. A sample past the end of the file is a
-    :class:`BoxError`.
+    is read in pieces), reading through gaps of up to ``gap`` bytes between samples; a thread
+    reads the next chunk while this one is checksummed (both release the GIL). ``on_chunk(offset,
+    data)`` sees every chunk read, in order (e.g. to copy it): with ``gap=0`` and samples that
+    tile a range, the chunks tile it too. A sample past the end of the file is a :class:`BoxError`.
     """
     count = len(offsets)
     out = np.zeros(count, np.uint64)
@@ -63,20 +64,38 @@ def file_checksums(
     order = np.argsort(offsets, kind="stable")
     starts = offsets[order].tolist()
     ends = (offsets[order] + sizes[order].astype(np.uint64)).tolist()
-    buffer = memoryview(bytearray(chunk))
+    reads = _reads(starts, ends, chunk, gap)
+    largest = max(high - low for _, _, low, high in reads)
+    buffers = [memoryview(bytearray(largest)) for _ in range(2)]
     sums = [0] * count
+    with ThreadPoolExecutor(1, thread_name_prefix="bzna-checksum-read") as reader:
+        pending = reader.submit(_read, file, buffers[0], *reads[0][2:])
+        for number, (first, stop, low, high) in enumerate(reads):
+            data = pending.result()
+            if number + 1 < len(reads):
+                pending = reader.submit(_read, file, buffers[(number + 1) % 2], *reads[number + 1][2:])
+            if stop < 0:  # a piece of sample ``first``, larger than a chunk
+                sums[first] = function(data, sums[first])
+            else:
+                for k in range(first, stop):
+                    sums[k] = function(data[starts[k] - low : ends[k] - low])
+            if on_chunk is not None:
+                on_chunk(low, data)
+    out[order] = sums
+    return out
+
+
+def _reads(starts: list[int], ends: list[int], chunk: int, gap: int) -> list[tuple[int, int, int, int]]:
+    """The reads of :func:`file_checksums`, for samples sorted by offset: ``(first, stop, low, high)``
+    reads ``[low, high)``, which holds samples ``first`` to ``stop - 1``, or, with ``stop`` -1, a
+    piece of sample ``first`` when it is larger than ``chunk``."""
+    reads = []
+    count = len(starts)
     i = 0
     while i < count:
         low, high = starts[i], ends[i]
-        if high - low > chunk:  # one sample larger than a chunk: in pieces
-            value, at = 0, low
-            while at < high:
-                data = _read(file, buffer[: min(chunk, high - at)], at)
-                value = function(data, value)
-                if on_chunk is not None:
-                    on_chunk(at, data)
-                at += len(data)
-            sums[i] = value
+        if high - low > chunk:
+            reads.extend((i, -1, at, min(at + chunk, high)) for at in range(low, high, chunk))
             i += 1
             continue
         j = i + 1
@@ -84,18 +103,14 @@ def file_checksums(
             if ends[j] > high:
                 high = ends[j]
             j += 1
-        data = _read(file, buffer[: high - low], low)
-        for k in range(i, j):
-            sums[k] = function(data[starts[k] - low : ends[k] - low])
-        if on_chunk is not None:
-            on_chunk(low, data)
+        reads.append((i, j, low, high))
         i = j
-    out[order] = sums
-    return out
+    return reads
 
 
-def _read(file: BinaryIO, into: memoryview, offset: int) -> memoryview:
-    """Fill ``into`` from ``file`` at ``offset``; a file that ends first is a :class:`BoxError`."""
+def _read(file: BinaryIO, buffer: memoryview, offset: int, end: int) -> memoryview:
+    """The bytes ``[offset, end)`` of ``file``, read into ``buffer``; a file that ends first is a :class:`BoxError`."""
+    into = buffer[: end - offset]
     file.seek(offset)
     done = 0
     while done < len(into):
