@@ -218,17 +218,15 @@ def _check_checksums(report: Report, file: BznaFile, names) -> None:
         return
     offsets = np.concatenate([track.offsets for track, _ in checked])
     sizes = np.concatenate([track.sizes for track, _ in checked])
+    stored = np.concatenate([sums.astype(np.uint64) for _, sums in checked])
+    starts = np.cumsum([0] + [len(track) for track, _ in checked])
     inside = offsets + sizes <= np.uint64(file.size)  # the rest are bounds problems already
-    computed = np.zeros(len(offsets), np.uint64)
     try:
-        with open(file.path, "rb", buffering=0) as f:
-            computed[inside] = file_checksums(f, offsets[inside], sizes[inside], algorithm)
+        computed = _checksums_read(file, checked, starts, offsets, sizes, stored, inside, algorithm)
     except BoxError as exc:  # the file shrank since it was opened
         report.add_error("checksum", exc, "the samples cannot be read: ")
         return
-    stored = np.concatenate([sums.astype(np.uint64) for _, sums in checked])
     bad = np.flatnonzero(inside & (computed != stored))
-    starts = np.cumsum([0] + [len(track) for track, _ in checked])
     damaged: dict[int, list] = {}
     for at in bad.tolist():
         k = int(np.searchsorted(starts, at, side="right")) - 1
@@ -243,6 +241,32 @@ def _check_checksums(report: Report, file: BznaFile, names) -> None:
         f"checksums ({box.algorithm}): {int(np.count_nonzero(inside)):,} samples of {len(checked)} tracks checked"
         + (f", {len(damaged):,} damaged samples" if damaged else ", all match")
     )
+
+
+def _checksums_read(file: BznaFile, checked: list, starts: np.ndarray, offsets, sizes, stored, inside, algorithm) -> np.ndarray:
+    """The checksums of the samples (the tracks of ``checked``, one after the other) as read.
+
+    A video sample (a thumbnail) inside its input sample is read only when that input sample's
+    checksum fails: when it matches, the bytes it contains are intact.
+    """
+    computed = np.zeros(len(offsets), np.uint64)
+    covered = np.zeros(len(offsets), bool)
+    position = {track.name: k for k, (track, _) in reversed(list(enumerate(checked)))}
+    inputs_at, video_at = position.get(layout.INPUT_TRACK), position.get(layout.VIDEO_TRACK)
+    if inputs_at is not None and video_at is not None and len(checked[inputs_at][0]) == len(checked[video_at][0]):
+        inputs, video = checked[inputs_at][0], checked[video_at][0]
+        within = (inputs.sizes > 0) & (video.offsets >= inputs.offsets) & (video.offsets + video.sizes <= inputs.offsets + inputs.sizes)
+        covered[starts[video_at] : starts[video_at + 1]] = within
+    with open(file.path, "rb", buffering=0) as f:
+        first = inside & ~covered
+        computed[first] = file_checksums(f, offsets[first], sizes[first], algorithm)
+        if covered.any():
+            holders = np.flatnonzero(covered) - starts[video_at] + starts[inputs_at]
+            intact = computed[holders] == stored[holders]
+            computed[np.flatnonzero(covered)[intact]] = stored[np.flatnonzero(covered)[intact]]
+            again = np.flatnonzero(covered)[~intact]
+            computed[again] = file_checksums(f, offsets[again], sizes[again], algorithm)
+    return computed
 
 
 def _filename(file: BznaFile, names, index: int) -> str:
