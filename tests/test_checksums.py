@@ -248,3 +248,13 @@ def test_file_checksums_of_a_sample_past_the_end_is_a_box_error(tmp_path):
     with open(path, "rb", buffering=0) as f, pytest.raises(bz.BoxError, match="the file ends before the 20 bytes") as info:
         file_checksums(f, np.array([0, 90], np.uint64), np.array([10, 30], np.uint32))
     assert info.value.offset == 100
+
+
+def test_bzna_build_writes_the_table(tmp_path, capsys):
+    images = Path(__file__).resolve().parents[1] / "fixtures" / "images"
+    out = tmp_path / "built.bzna"
+    assert main(["build", str(images), str(out), "--preset", "ultrafast", "--max-short-side", "128", "--workers", "1", "-q"]) == 0
+    capsys.readouterr()
+    _assert_checksums_right(out)
+    assert main(["verify", str(out)]) == 0
+    assert "checksums (c32c): 32 samples of 4 tracks checked, all match" in capsys.readouterr().out
