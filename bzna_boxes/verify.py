@@ -39,7 +39,7 @@ from .atomic import atomic_file
 from .boxes import parse_box
 from .checksum import ALGORITHMS, file_checksums
 from .dataset import MissingSampleError, _read_targets, inner_image, inner_tracks
-from .errors import BoxError
+from .errors import BoxError, DecoderUnavailable
 from .index import BznaFile, sample_problems
 
 __all__ = ["Problem", "Report", "verify", "run", "run_extract", "extract"]
@@ -117,6 +117,7 @@ def verify(
     """Check the .bzna file at ``path`` (see the module documentation); never raises BoxError.
 
     ``progress(iterable, total)`` wraps the loops over inner samples (e.g. a tqdm factory).
+    ``decode=True`` without PyAV raises :class:`DecoderUnavailable`.
     """
     report = Report(os.fspath(path))
     try:
@@ -403,7 +404,10 @@ def _check_decode(report: Report, file: BznaFile, inputs, names, progress: Calla
         return
     from .decode.cpu import CpuDecoder
 
-    decoder = CpuDecoder()
+    try:
+        decoder = CpuDecoder()
+    except ImportError as exc:
+        raise DecoderUnavailable(f"--decode needs PyAV (pip install bzna_boxes[decode]): {exc}") from None
     view = file.buffer
     decoded = failed = 0
     began = time.perf_counter()

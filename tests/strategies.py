@@ -539,7 +539,7 @@ BOX_STRATEGIES: dict[str, Callable[..., st.SearchStrategy[dict]]] = {
     "sidx": _sidx,
     # meta.py and its containers
     "meta": _meta,
-    "udta": _container("udta", "meta"),
+    "udta": _container("udta", "meta", "bzsc"),
     "iprp": _container("iprp", "ipco"),
     "ipco": _container("ipco", "hvcC", "ispe", "colr", "clap"),
     "ilst": _container("ilst"),

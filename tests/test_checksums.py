@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -258,3 +259,55 @@ def test_bzna_build_writes_the_table(tmp_path, capsys):
     _assert_checksums_right(out)
     assert main(["verify", str(out)]) == 0
     assert "checksums (c32c): 32 samples of 4 tracks checked, all match" in capsys.readouterr().out
+
+
+def test_decode_without_pyav_is_one_line(photos, monkeypatch, capsys):
+    path, _ = photos
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
+    assert main(["verify", str(path), "--decode"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bzna verify: --decode needs PyAV (pip install bzna_boxes[decode])") and err.count("\n") == 1
+
+
+def _with_table(src: Path, dst: Path, edit) -> Path:
+    """``src`` with its bzsc box changed by ``edit(box)``."""
+    boxes = Boxes.parse(src.read_bytes())
+    edit(find(boxes, "moov/" + layout.CHECKSUMS_PATH))
+    dst.write_bytes(Boxes.build(boxes))
+    return dst
+
+
+def _drop_last(box) -> None:
+    box.entries[0].checksums = box.entries[0].checksums[:-1]
+
+
+def _unknown_track(box) -> None:
+    box.entries[1].track_id = 9
+
+
+def _unknown_algorithm(box) -> None:
+    box.algorithm = "xxxx"
+
+
+@pytest.mark.parametrize(
+    "edit, problem, summary",
+    [
+        (_drop_last, "[checksum] track 1 'bzna_input': the checksum table has 8 checksums for 9 samples", "checksums (c32c): 27 samples of 3 tracks checked, all match"),
+        (_unknown_track, "[checksum] the checksum table has checksums for track_ID 9, which the file lacks", "checksums (c32c): 27 samples of 3 tracks checked, all match"),
+        (_unknown_algorithm, None, "checksums: algorithm 'xxxx' of 4 bytes unknown here: not checked"),
+    ],
+    ids=["a short entry", "an unknown track", "an unknown algorithm"],
+)
+def test_a_table_that_does_not_fit_the_file(photos, tmp_path, edit, problem, summary):
+    path, _ = photos
+    report = verify(_with_table(path, tmp_path / "edited.bzna", edit))
+    assert [str(p).split(" (moov")[0] for p in report.problems] == ([problem] if problem else [])
+    assert summary in report.summary
+
+
+def test_concat_refuses_an_input_whose_table_does_not_fit(photos, tmp_path):
+    path, _ = photos
+    edited = _with_table(path, tmp_path / "edited.bzna", _drop_last)
+    with pytest.raises(bz.BoxError, match="the checksum table has 8 checksums for the 9 samples of bzna_input"):
+        concat([edited], tmp_path / "out.bzna", fsync=False)
+    assert not (tmp_path / "out.bzna").exists()
