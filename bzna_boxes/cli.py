@@ -26,7 +26,7 @@ def _add_inspect(sub) -> None:
 
 
 def _add_verify(sub) -> None:
-    p = sub.add_parser("verify", help="check a .bzna dataset: sample bounds, track lengths, inner samples, targets")
+    p = sub.add_parser("verify", help="check a .bzna dataset: sample bounds, track lengths, sample checksums, inner samples, targets")
     p.add_argument("file")
     p.add_argument("--max-problems", type=int, default=20, help="problems listed before only counts are shown")
     p.add_argument("--num-classes", type=int, default=None, help="targets must lie in [0, N) (or be -1)")
