@@ -31,11 +31,12 @@ def _add_inspect(sub) -> None:
 
 
 def _add_verify(sub) -> None:
-    p = sub.add_parser("verify", help="check a .bzna dataset: sample bounds, track lengths, inner samples, targets")
+    p = sub.add_parser("verify", help="check a .bzna dataset: sample bounds, track lengths, sample checksums, inner samples, targets")
     p.add_argument("file")
     p.add_argument("--max-problems", type=int, default=20, help="problems listed before only counts are shown")
     p.add_argument("--num-classes", type=int, default=None, help="targets must lie in [0, N) (or be -1)")
     p.add_argument("--no-inner", action="store_true", help="skip parsing every inner sample")
+    p.add_argument("--decode", action="store_true", help="also decode every picture on the CPU (needs PyAV)")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     p.add_argument("--progress", action="store_true", help="show the progress bar even when stderr is not a terminal")
     p.set_defaults(run="bzna_boxes.verify:run")

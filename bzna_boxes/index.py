@@ -622,6 +622,21 @@ class BznaFile:
         spans = [(b.offset + b.header, b.end) for b in self.boxes if b.type == "mdat"]
         return np.array(spans, dtype=np.uint64).reshape(-1, 2)
 
+    def find_box(self, path: str) -> TopBox | None:
+        """The box at ``path`` (such as ``moov/udta/bzsc``; first boxes of each type), found by
+        reading box headers only, or None."""
+        view = self._require_view()
+        steps = path.strip("/").split("/")
+        found = next((box for box in self.boxes if box.type == steps[0]), None)
+        walked = steps[0]
+        for step in steps[1:]:
+            if found is None:
+                return None
+            inner = next((box for box in _walk(view, found.offset + found.header, found.end, walked) if box[0] == step), None)
+            found = TopBox(*inner[:4]) if inner is not None else None
+            walked = f"{walked}/{step}"
+        return found
+
     def track(self, name_or_id: str | int) -> Track:
         """The first track whose hdlr name (str) or track_id (int) matches; ``KeyError`` if none."""
         for t in self.tracks:

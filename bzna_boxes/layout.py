@@ -66,14 +66,18 @@ class Frame(Protocol):
 
 @dataclass(frozen=True)
 class SampleTable:
-    """Where a track's samples lie in the file: absolute offsets and sizes, one per sample."""
+    """Where a track's samples lie in the file: absolute offsets and sizes, one per sample, and
+    optionally each sample's checksum (:data:`CHECKSUM_ALGORITHM`)."""
 
     offsets: np.ndarray
     sizes: np.ndarray
+    checksums: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         if len(self.offsets) != len(self.sizes):
             raise ValueError(f"{len(self.offsets)} offsets but {len(self.sizes)} sizes")
+        if self.checksums is not None and len(self.checksums) != len(self.sizes):
+            raise ValueError(f"{len(self.checksums)} checksums for {len(self.sizes)} samples")
 
     def __len__(self) -> int:
         return len(self.offsets)
@@ -186,6 +190,30 @@ def _track(
     }
 
 
+CHECKSUM_ALGORITHM = "c32c"
+"""The ``bzsc`` algorithm this library writes: CRC-32C, 4 bytes per sample (``bzna_boxes.checksum``)."""
+CHECKSUM_SIZE = 4
+CHECKSUMS_PATH = "udta/bzsc"
+"""Where the sample checksums live, under the outer ``moov``: readers skip ``udta`` boxes they do not know."""
+
+
+def checksum_box(tables: Mapping[int, np.ndarray]) -> dict:
+    """The ``bzsc`` box of ``tables`` (track_ID -> one :data:`CHECKSUM_ALGORITHM` checksum per sample)."""
+    return {
+        "type": "bzsc",
+        "algorithm": CHECKSUM_ALGORITHM,
+        "checksum_size": CHECKSUM_SIZE,
+        "entries": [{"track_id": track_id, "checksums": np.asarray(sums).astype(">u4")} for track_id, sums in tables.items()],
+    }
+
+
+def find_checksums(moov: Mapping) -> Mapping | None:
+    """The ``bzsc`` box of a parsed outer ``moov`` (at :data:`CHECKSUMS_PATH`), or None."""
+    from .boxes import find
+
+    return find(moov, CHECKSUMS_PATH, None)
+
+
 TRACK_ENABLED = 0x000003
 """tkhd flags of a track "enabled and used in the presentation" (seed: 000003)."""
 TRACK_HIDDEN = 0x000000
@@ -272,6 +300,7 @@ def outer_moov(
     players to the wrong decoder). It is left out when ``video`` is None (e.g. no frames).
     Thumbnails encoded with different parameter sets (e.g. other x265 presets) get one ``hvc1``
     entry each: ``video_hvcc`` is then a list and ``video_entries`` the 1-based entry per sample.
+    When every table has its checksums, they follow the tracks in ``udta/bzsc``.
     """
     count = len(inputs)
     if not len(targets) == len(filenames) == count:
@@ -291,10 +320,9 @@ def outer_moov(
         traks.append(
             _track(4, VIDEO_TRACK, "vide", entries, video, sample_delta=1, flags=TRACK_ENABLED, width=THUMBNAIL_SIZE, height=THUMBNAIL_SIZE, entry_indices=video_entries)
         )
-    return {
-        "type": "moov",
-        "children": [
-            {"type": "mvhd", "timescale": TIMESCALE, "duration": SAMPLE_DELTA * count, "next_track_id": len(traks) + 1},
-            *traks,
-        ],
-    }
+    children = [{"type": "mvhd", "timescale": TIMESCALE, "duration": SAMPLE_DELTA * count, "next_track_id": len(traks) + 1}, *traks]
+    tables = [inputs, targets, filenames] + ([video] if video is not None else [])
+    if all(table.checksums is not None for table in tables):
+        sums = {trak["children"][0]["track_id"]: table.checksums for trak, table in zip(traks, tables)}
+        children.append({"type": "udta", "children": [checksum_box(sums)]})
+    return {"type": "moov", "children": children}

@@ -13,26 +13,33 @@
 * every inner sample (unless ``inner=False``): it parses, it has the four tracks
   ``bzna_input``, ``bzna_thumb``, ``bzna_target`` (unless its outer target is -1),
   ``bzna_fname`` with their samples inside it, both pictures read as H.265 (``hvc1``/``hev1`` with ``hvcC``), and its target and
-  filename equal the outer ones.
+  filename equal the outer ones;
+* when the file has a checksum table (``moov/udta/bzsc``): every sample of every track it
+  covers against its checksum, reading the file in large sequential chunks; each damaged
+  sample is reported by index and filename;
+* with ``decode=True``: every picture (``bzna_input`` and ``bzna_thumb``) decodes on the CPU.
 
-Payloads are read only for these checks: targets and filenames, and each inner MP4's boxes
-(not its pictures).
+Payloads are read only for these checks: targets and filenames, each inner MP4's boxes, the
+samples the checksum table covers, and the pictures when decoding.
 """
 
 from __future__ import annotations
 
 import os
 import sys
+import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 
 from . import layout
 from .atomic import atomic_file, check_not_an_input
+from .boxes import parse_box
+from .checksum import ALGORITHMS, file_checksums
 from .dataset import MissingSampleError, _read_targets, inner_image, inner_tracks
-from .errors import BoxError
+from .errors import BoxError, DecoderUnavailable
 from .index import BznaFile, sample_problems
 
 __all__ = ["Problem", "Report", "verify", "run", "run_extract", "extract"]
@@ -65,6 +72,8 @@ class Report:
     counts: Counter = field(default_factory=Counter)
     warnings: list = field(default_factory=list)
     """What the reading tolerated (:class:`~bzna_boxes.boxes.BoxWarning`); not problems."""
+    damaged: list[int] = field(default_factory=list)
+    """Every sample index whose bytes differ from the checksum table, in order (not capped)."""
 
     @property
     def ok(self) -> bool:
@@ -99,10 +108,19 @@ def _label(track) -> str:
     return f"track {track.track_id} {track.name!r}"
 
 
-def verify(path: str | os.PathLike, *, num_classes: int | None = None, inner: bool = True, progress: Callable | None = None) -> Report:
+def verify(
+    path: str | os.PathLike,
+    *,
+    num_classes: int | None = None,
+    inner: bool = True,
+    checksums: bool = True,
+    decode: bool = False,
+    progress: Callable | None = None,
+) -> Report:
     """Check the .bzna file at ``path`` (see the module documentation); never raises BoxError.
 
-    ``progress(iterable, total)`` wraps the loop over inner samples (e.g. a tqdm factory).
+    ``progress(iterable, total)`` wraps the loops over inner samples (e.g. a tqdm factory).
+    ``decode=True`` without PyAV raises :class:`DecoderUnavailable`.
     """
     report = Report(os.fspath(path))
     try:
@@ -111,7 +129,7 @@ def verify(path: str | os.PathLike, *, num_classes: int | None = None, inner: bo
         report.add_error("structure", exc)
         return report
     try:
-        _check(file, report, num_classes, inner, progress or (lambda it, total: it))
+        _check(file, report, num_classes, inner, checksums, decode, progress or (lambda it, total: it))
         changed = file.changed()
         if changed is not None:  # what was read may be neither the old file nor the new one
             report.add("changed", f"the file changed while it was verified: {changed}; verify it again")
@@ -120,7 +138,7 @@ def verify(path: str | os.PathLike, *, num_classes: int | None = None, inner: bo
     return report
 
 
-def _check(file: BznaFile, report: Report, num_classes: int | None, inner: bool, progress: Callable) -> None:
+def _check(file: BznaFile, report: Report, num_classes: int | None, inner: bool, checksums: bool, decode: bool, progress: Callable) -> None:
     size = file.size
     report.warnings.extend(file.warnings)
     report.summary.append(f"{size:,} bytes, {len(file.tracks)} tracks, top level: {' '.join(b.type for b in file.boxes)}")
@@ -150,6 +168,8 @@ def _check(file: BznaFile, report: Report, num_classes: int | None, inner: bool,
                 track.path,
             )
     tracks = {t.name: t for t in reversed(file.tracks)}  # the first of each name
+    if checksums:
+        _check_checksums(report, file, tracks.get(layout.FILENAME_TRACK))
     inputs = tracks.get(layout.INPUT_TRACK)
     if inputs is None:
         report.add("layout", f"no {layout.INPUT_TRACK!r} track: not a .bzna dataset")
@@ -172,6 +192,97 @@ def _check(file: BznaFile, report: Report, num_classes: int | None, inner: bool,
     names = _check_filenames(report, file, tracks.get(layout.FILENAME_TRACK), count)
     if inner:
         _check_inner(report, file, inputs, targets, names, progress)
+    if decode:
+        _check_decode(report, file, inputs, tracks.get(layout.FILENAME_TRACK), progress)
+
+
+def _check_checksums(report: Report, file: BznaFile, names) -> None:
+    """Every sample the checksum table covers against its checksum; one problem per damaged sample index."""
+    path = f"moov/{layout.CHECKSUMS_PATH}"
+    try:
+        where = file.find_box(path)
+        box = parse_box(file.buffer, where.offset, where.end, 0, path, 2)[0] if where is not None else None
+    except BoxError as exc:
+        report.add_error("checksum", exc, "the checksum table cannot be read: ")
+        return
+    if box is None:
+        report.summary.append(f"checksums: none ({path} absent): sample bytes not checked")
+        return
+    algorithm = ALGORITHMS.get(box.algorithm)
+    if algorithm is None or algorithm.size != box.checksum_size:
+        report.summary.append(f"checksums: algorithm {box.algorithm!r} of {box.checksum_size} bytes unknown here: not checked")
+        return
+    by_id = {track.track_id: track for track in file.tracks}
+    checked = []
+    for entry in box.entries:
+        track = by_id.get(entry.track_id)
+        if track is None:
+            report.add("checksum", f"the checksum table has checksums for track_ID {entry.track_id}, which the file lacks", box._offset, path)
+        elif len(entry.checksums) != len(track):
+            report.add("checksum", f"{_label(track)}: the checksum table has {len(entry.checksums):,} checksums for {len(track):,} samples", box._offset, path)
+        else:
+            checked.append((track, entry.checksums))
+    if not checked:
+        return
+    offsets = np.concatenate([track.offsets for track, _ in checked])
+    sizes = np.concatenate([track.sizes for track, _ in checked])
+    stored = np.concatenate([sums.astype(np.uint64) for _, sums in checked])
+    starts = np.cumsum([0] + [len(track) for track, _ in checked])
+    inside = offsets + sizes <= np.uint64(file.size)  # the rest are bounds problems already
+    try:
+        computed = _checksums_read(file, checked, starts, offsets, sizes, stored, inside, algorithm)
+    except BoxError as exc:  # the file shrank since it was opened
+        report.add_error("checksum", exc, "the samples cannot be read: ")
+        return
+    bad = np.flatnonzero(inside & (computed != stored))
+    damaged: dict[int, list] = {}
+    for at in bad.tolist():
+        k = int(np.searchsorted(starts, at, side="right")) - 1
+        damaged.setdefault(at - int(starts[k]), []).append((checked[k][0], int(stored[at]), int(computed[at])))
+    report.damaged = sorted(damaged)
+    for index in report.damaged:
+        found = damaged[index]
+        track = found[0][0]
+        which = ", ".join(f"{t.name!r} (stored {s:08x}, read {c:08x})" for t, s, c in found)
+        report.add("checksum", f"sample {index} {_filename(file, names, index)}: bytes differ from the checksum table in {which}", int(track.offsets[index]), track.path)
+    report.summary.append(
+        f"checksums ({box.algorithm}): {int(np.count_nonzero(inside)):,} samples of {len(checked)} tracks checked"
+        + (f", {len(damaged):,} damaged samples" if damaged else ", all match")
+    )
+
+
+def _checksums_read(file: BznaFile, checked: list, starts: np.ndarray, offsets, sizes, stored, inside, algorithm) -> np.ndarray:
+    """The checksums of the samples (the tracks of ``checked``, one after the other) as read.
+
+    A video sample (a thumbnail) inside its input sample is read only when that input sample's
+    checksum fails: when it matches, the bytes it contains are intact.
+    """
+    computed = np.zeros(len(offsets), np.uint64)
+    covered = np.zeros(len(offsets), bool)
+    position = {track.name: k for k, (track, _) in reversed(list(enumerate(checked)))}
+    inputs_at, video_at = position.get(layout.INPUT_TRACK), position.get(layout.VIDEO_TRACK)
+    if inputs_at is not None and video_at is not None and len(checked[inputs_at][0]) == len(checked[video_at][0]):
+        inputs, video = checked[inputs_at][0], checked[video_at][0]
+        within = (inputs.sizes > 0) & (video.offsets >= inputs.offsets) & (video.offsets + video.sizes <= inputs.offsets + inputs.sizes)
+        covered[starts[video_at] : starts[video_at + 1]] = within
+    with open(file.path, "rb", buffering=0) as f:
+        first = inside & ~covered
+        computed[first] = file_checksums(f, offsets[first], sizes[first], algorithm)
+        if covered.any():
+            holders = np.flatnonzero(covered) - starts[video_at] + starts[inputs_at]
+            intact = computed[holders] == stored[holders]
+            computed[np.flatnonzero(covered)[intact]] = stored[np.flatnonzero(covered)[intact]]
+            again = np.flatnonzero(covered)[~intact]
+            computed[again] = file_checksums(f, offsets[again], sizes[again], algorithm)
+    return computed
+
+
+def _filename(file: BznaFile, names, index: int) -> str:
+    """The filename of sample ``index`` as read (a damaged one shows its bad bytes), for messages."""
+    if names is None or index >= len(names) or names.offsets[index] + names.sizes[index] > file.size:
+        return "(no filename)"
+    start = int(names.offsets[index])
+    return repr(bytes(file.buffer[start : start + int(names.sizes[index])]).decode("utf-8", "backslashreplace"))
 
 
 def _outside_mdats(offsets: np.ndarray, sizes: np.ndarray, mdats: np.ndarray, file_size: int) -> np.ndarray:
@@ -244,6 +355,14 @@ def _check_filenames(report: Report, file, track, count: int) -> tuple[list, lis
     return offsets, sizes
 
 
+def _inner_samples(inputs, progress: Callable) -> Iterator[tuple[int, int, int, str]]:
+    """``(index, offset, size, path name)`` of each non-empty input sample, through ``progress``."""
+    offsets, sizes = inputs.offsets.tolist(), inputs.sizes.tolist()
+    for index in progress(range(len(offsets)), len(offsets)):
+        if sizes[index]:
+            yield index, offsets[index], sizes[index], f"{layout.INPUT_TRACK}[{index}]"
+
+
 def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names: tuple[list, list] | None, progress: Callable) -> None:
     """Parse every inner sample: its four tracks, both pictures, target and filename."""
     view = file.buffer
@@ -252,13 +371,7 @@ def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names
     if report.counts["bounds"]:
         report.summary.append("inner samples: not checked (samples lie outside the file)")
         return
-    offsets, sizes = inputs.offsets.tolist(), inputs.sizes.tolist()
-    for index in progress(range(len(offsets)), len(offsets)):
-        size = sizes[index]
-        if not size:
-            continue
-        start = offsets[index]
-        name = f"{layout.INPUT_TRACK}[{index}]"
+    for index, start, size, name in _inner_samples(inputs, progress):
         prefix = f"{_label(inputs)}: sample {index}: "
         try:
             found = inner_tracks(view, start, start + size, name)
@@ -287,8 +400,43 @@ def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names
             outer_name = mm[outer_at : outer_at + names[1][index]]
             if mm[at : at + length] != outer_name:
                 report.add("inner", f"{prefix}its inner filename {mm[at : at + length]!r} differs from the outer {outer_name!r}", at, name)
-    missing = len(offsets) - int(np.count_nonzero(inputs.sizes))
+    missing = len(inputs) - int(np.count_nonzero(inputs.sizes))
     report.summary.append(f"inner samples: {checked:,} parsed" + (f", {missing:,} missing (size 0)" if missing else ""))
+
+
+def _check_decode(report: Report, file: BznaFile, inputs, names, progress: Callable) -> None:
+    """Decode every picture (``bzna_input`` and, when it is another picture, ``bzna_thumb``) on the CPU."""
+    if inputs is None or report.counts["bounds"]:
+        report.summary.append("pictures: not decoded (samples lie outside the file)")
+        return
+    from .decode.cpu import CpuDecoder
+
+    try:
+        decoder = CpuDecoder()
+    except ImportError as exc:
+        raise DecoderUnavailable(f"--decode needs PyAV (pip install bzna_boxes[decode]): {exc}") from None
+    view = file.buffer
+    decoded = failed = 0
+    began = time.perf_counter()
+    for index, start, size, name in _inner_samples(inputs, progress):
+        try:
+            found = inner_tracks(view, start, start + size, name)
+        except BoxError:
+            continue  # not an inner MP4: the inner check reports it
+        for track in (layout.INPUT_TRACK, layout.THUMB_TRACK):
+            if track not in found or (track == layout.THUMB_TRACK and found[track] == found.get(layout.INPUT_TRACK)):
+                continue
+            try:
+                decoder.decode_frame(inner_image(view, start, start + size, track, name))
+            except ValueError as exc:  # BoxError included
+                failed += 1
+                reason = exc.reason if isinstance(exc, BoxError) else str(exc)
+                report.add("decode", f"sample {index} {_filename(file, names, index)}: its {track} picture does not decode: {reason}", found[track][0], name)
+                continue
+            decoded += 1
+    seconds = time.perf_counter() - began
+    rate = f" ({decoded / seconds:,.0f} pictures/s)" if seconds > 0 and decoded else ""
+    report.summary.append(f"pictures: {decoded:,} decoded on the CPU in {seconds:.1f} s{rate}" + (f", {failed:,} failed" if failed else ""))
 
 
 def _progress_factory(quiet: bool, asked: bool) -> Callable:
@@ -311,7 +459,7 @@ def run(args) -> int:
     if not os.path.exists(args.file):
         raise FileNotFoundError(f"{args.file}: no such file")
     progress = _progress_factory(getattr(args, "quiet", False), getattr(args, "progress", False))
-    report = verify(args.file, num_classes=args.num_classes, inner=not args.no_inner, progress=progress)
+    report = verify(args.file, num_classes=args.num_classes, inner=not args.no_inner, decode=args.decode, progress=progress)
     print(report.format(args.max_problems))
     return 0 if report.ok else 1
 

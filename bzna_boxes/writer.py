@@ -10,7 +10,8 @@ The file a writer leaves (see ``docs/format.md``)::
       targets                 little-endian int64, one per sample
       filenames               UTF-8, one after the other
     moov                      mvhd, bzna_input, bzna_target, bzna_fname and the video track
-                              (stco, or co64 once an offset passes 4 GiB)
+                              (stco, or co64 once an offset passes 4 GiB), then udta/bzsc: a
+                              CRC-32C of every sample of every track, computed as samples come
 
 Only the tables (a few integers per sample) and the filenames stay in memory. The file is
 written under a temporary name beside ``path`` and renamed into place on success; an
@@ -31,7 +32,8 @@ import numpy as np
 
 from . import layout
 from .atomic import OutputLock, check_not_an_input, publish_together, remove_quietly, temporary_beside
-from .boxes import Box, Boxes, find
+from .boxes import Box, Boxes, find, parse_box
+from .checksum import CRC32C, file_checksums
 from .errors import BoxError
 
 if TYPE_CHECKING:
@@ -54,6 +56,8 @@ _IMAGE_AT = layout.FILE_TYPE_SIZE + 8
 """Offset of the image payload inside an inner sample: after ftyp and the mdat header."""
 _PACK_TARGET = struct.Struct("<q").pack
 _filename_bytes = layout.filename_bytes
+_checksum = CRC32C.function
+assert layout.CHECKSUM_ALGORITHM == CRC32C.fourcc
 
 
 class InnerSample(NamedTuple):
@@ -243,11 +247,15 @@ def _template_for(image: layout.Frame, thumbnail: layout.Frame | None) -> _Inner
 # --- the writer -------------------------------------------------------------------------------
 
 
-_ROW = np.dtype([("size", "<u4"), ("thumb_at", "<u4"), ("thumb_size", "<u4"), ("entry", "<u4"), ("name_size", "<u4"), ("target", "<i8")])
-"""What the writer keeps per sample (28 bytes): inner sample size, thumbnail span, video entry, filename size, target."""
-_PACK_ROW = struct.Struct("<IIIIIq").pack
+_ROW = np.dtype(
+    [("size", "<u4"), ("thumb_at", "<u4"), ("thumb_size", "<u4"), ("entry", "<u4"), ("name_size", "<u4"), ("target", "<i8")]
+    + [(f"{track}_sum", "<u4") for track in ("input", "thumb", "target", "name")]
+)
+"""What the writer keeps per sample (44 bytes): inner sample size, thumbnail span, video entry, filename size,
+target, and the checksums of its input, thumbnail, target and filename samples."""
+_PACK_ROW = struct.Struct("<IIIIIqIIII").pack
 _ENCODE_OPTIONS = frozenset(("max_short_side", "crf", "preset", "x265_params"))
-assert struct.calcsize("<IIIIIq") == _ROW.itemsize
+assert struct.calcsize("<IIIIIqIIII") == _ROW.itemsize
 
 
 class DatasetWriter:
@@ -339,7 +347,11 @@ class DatasetWriter:
             self._last_config, self._last_entry = config, entry
         size = len(data)
         try:
-            row = _PACK_ROW(size, thumb_at, thumb_size, entry, len(name), target)
+            packed_target = _PACK_TARGET(target)
+            row = _PACK_ROW(
+                size, thumb_at, thumb_size, entry, len(name), target,
+                _checksum(data), _checksum(memoryview(data)[thumb_at : thumb_at + thumb_size]), _checksum(packed_target), _checksum(name),
+            )  # fmt: skip
         except struct.error:
             raise ValueError(f"target {target} is not an int64, or an inner sample of {size} bytes is too large") from None
         try:
@@ -359,7 +371,7 @@ class DatasetWriter:
             raise ValueError(f"DatasetWriter for {self.path} is closed")
         name = _filename_bytes(filename)
         try:
-            row = _PACK_ROW(0, 0, 0, 0, len(name), target)
+            row = _PACK_ROW(0, 0, 0, 0, len(name), target, _checksum(b""), 0, _checksum(_PACK_TARGET(target)), _checksum(name))
         except struct.error:
             raise ValueError(f"target {target} is not an int64") from None
         self._rows += row
@@ -455,10 +467,12 @@ class DatasetWriter:
         targets = layout.SampleTable(
             targets_at + layout.TARGET_DTYPE.itemsize * np.arange(count, dtype=np.uint64),
             np.full(count, layout.TARGET_DTYPE.itemsize, np.uint32),
+            rows["target_sum"],
         )
-        names = layout.SampleTable(_starts(names_at, rows["name_size"]), rows["name_size"].astype(np.uint32))
+        names = layout.SampleTable(_starts(names_at, rows["name_size"]), rows["name_size"].astype(np.uint32), rows["name_sum"])
         video, configs, entries = self._video_table(rows, offsets)
-        moov = layout.outer_moov(layout.SampleTable(offsets, sizes.astype(np.uint32)), targets, names, video, configs, entries)
+        inputs = layout.SampleTable(offsets, sizes.astype(np.uint32), rows["input_sum"])
+        moov = layout.outer_moov(inputs, targets, names, video, configs, entries)
         Box.build_stream(moov, f)
 
         if end - (HEADER_AT + 8) <= _MAX32:
@@ -480,6 +494,7 @@ class DatasetWriter:
             return None, None, None
         video_offsets = offsets + rows["thumb_at"]
         sizes = rows["thumb_size"].astype(np.uint32)
+        sums = rows["thumb_sum"].copy()
         missing = np.flatnonzero(entries == 0)
         if len(missing):
             after = np.minimum(np.searchsorted(present, missing), len(present) - 1)
@@ -487,29 +502,37 @@ class DatasetWriter:
             use_before = np.abs(missing - present[before]) <= np.abs(present[after] - missing)
             nearest = np.where(use_before, present[before], present[after])
             video_offsets[missing], sizes[missing], entries[missing] = video_offsets[nearest], sizes[nearest], entries[nearest]
+            sums[missing] = sums[nearest]
         configs = [_hvcc_fields(config) for config in self._configs]
-        return layout.SampleTable(video_offsets, sizes), configs, (entries if len(configs) > 1 else None)
+        return layout.SampleTable(video_offsets, sizes, sums), configs, (entries if len(configs) > 1 else None)
 
     # -- merging shards (used by concat)
 
     def _append_shard(self, shard: "_Shard") -> None:
-        """Copy a shard's inner samples (one sequential copy per contiguous run) and append its rows."""
+        """Copy a shard's inner samples (one sequential copy per contiguous run) and append its rows.
+
+        The shard's checksums come along; a shard without them has them computed as it is copied.
+        """
         if self._closed:
             raise ValueError(f"DatasetWriter for {self.path} is closed")
         offsets, sizes = shard.input_offsets, shard.input_sizes
+        present = sizes > 0
         try:
             self._file.flush()
             out_fd = self._file.fileno()
-            for start, stop in shard.runs():
-                first = int(offsets[start])
-                length = int(offsets[stop - 1]) + int(sizes[stop - 1]) - first
-                _copy_range(shard.fd, out_fd, first, self._pos, length)
-                self._pos += length
+            sums = shard.checksums
+            if sums is None:
+                sums = self._copy_computing_checksums(shard, present)
+            else:
+                for start, stop in shard.runs():
+                    first = int(offsets[start])
+                    length = int(offsets[stop - 1]) + int(sizes[stop - 1]) - first
+                    _copy_range(shard.fd, out_fd, first, self._pos, length)
+                    self._pos += length
             self._file.seek(self._pos)
         except OSError as exc:
             raise _writing_error(exc, self.path) from exc
         rows = np.zeros(len(sizes), _ROW)
-        present = sizes > 0
         mapping = np.zeros(len(shard.video_configs) + 1, np.uint32)
         for index, config in enumerate(shard.video_configs, 1):
             mapping[index] = self._configs.setdefault(config, len(self._configs) + 1)
@@ -519,9 +542,40 @@ class DatasetWriter:
         rows["entry"] = np.where(present, mapping[shard.video_entries], 0)
         rows["name_size"] = shard.filename_sizes
         rows["target"] = shard.targets
+        rows["input_sum"], rows["thumb_sum"], rows["target_sum"], rows["name_sum"] = sums
+        rows["thumb_sum"][~present] = 0  # a missing sample's video sample is its neighbour's: set on close
         self._rows += rows.tobytes()
         self._names += shard.filenames
         self._last_config = None
+
+    def _copy_computing_checksums(self, shard: "_Shard", present: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Copy the shard's inner samples run by run, checksumming each chunk as it passes; the
+        checksums of its input, thumbnail, target and filename samples."""
+        offsets, sizes = shard.input_offsets, shard.input_sizes
+        count = len(sizes)
+        out_fd = self._file.fileno()
+        input_sums, thumb_sums = np.zeros(count, np.uint64), np.zeros(count, np.uint64)
+        for start, stop in shard.runs():
+            first, destination = int(offsets[start]), self._pos
+            thumbs = start + np.flatnonzero(present[start:stop])
+
+            def write(at: int, data: memoryview) -> None:
+                _write_all(out_fd, data, destination + at - first)
+
+            both = file_checksums(
+                shard._file,
+                np.concatenate((offsets[start:stop], shard.video_offsets[thumbs])),
+                np.concatenate((sizes[start:stop], shard.video_sizes[thumbs])),
+                on_chunk=write,
+                gap=0,
+            )
+            input_sums[start:stop], thumb_sums[thumbs] = both[: stop - start], both[stop - start :]
+            self._pos += int(offsets[stop - 1]) + int(sizes[stop - 1]) - first
+        name_starts = _starts(0, shard.filename_sizes).tolist()
+        names = memoryview(shard.filenames)
+        target_sums = [_checksum(_PACK_TARGET(target)) for target in shard.targets.tolist()]
+        name_sums = [_checksum(names[at : at + size]) for at, size in zip(name_starts, shard.filename_sizes.tolist())]
+        return input_sums, thumb_sums, target_sums, name_sums
 
 
 def _writing_error(exc: OSError, path: str) -> OSError:
@@ -597,10 +651,16 @@ def _copy_range(src_fd: int, dst_fd: int, src_at: int, dst_at: int, length: int)
         chunk = os.pread(src_fd, min(length, _COPY_CHUNK), src_at)
         if not chunk:
             raise BoxError(f"input ends before {length} more bytes could be copied", offset=src_at)
-        written = 0
-        while written < len(chunk):
-            written += os.pwrite(dst_fd, memoryview(chunk)[written:], dst_at + written)
+        _write_all(dst_fd, chunk, dst_at)
         src_at, dst_at, length = src_at + len(chunk), dst_at + len(chunk), length - len(chunk)
+
+
+def _write_all(fd: int, data: bytes | memoryview, at: int) -> None:
+    """``pwrite`` all of ``data`` at offset ``at``."""
+    view = memoryview(data)
+    written = 0
+    while written < len(view):
+        written += os.pwrite(fd, view[written:], at + written)
 
 
 # --- reading an input of concat ---------------------------------------------------------------
@@ -663,6 +723,30 @@ class _Shard:
             self.video_sizes = np.zeros(count, np.uint32)
             self.video_entries = np.zeros(count, np.uint32)
             self.video_configs = []
+        self.checksums = self._read_checksums(file, tracks, count)
+
+    def _read_checksums(self, file: "BznaFile", tracks: dict, count: int) -> tuple[np.ndarray, ...] | None:
+        """The checksums of the input, video, target and filename samples (``udta/bzsc``), or None
+        when the file has none, or none in the algorithm this library writes."""
+        path = f"moov/{layout.CHECKSUMS_PATH}"
+        where = file.find_box(path)
+        if where is None:
+            return None
+        box = parse_box(file.buffer, where.offset, where.end, 0, path, 2)[0]
+        if box.algorithm != layout.CHECKSUM_ALGORITHM or box.checksum_size != layout.CHECKSUM_SIZE:
+            return None
+        by_id = {int(entry.track_id): entry.checksums for entry in box.entries}
+        sums = []
+        for name in (layout.INPUT_TRACK, layout.VIDEO_TRACK, layout.TARGET_TRACK, layout.FILENAME_TRACK):
+            if name not in tracks:  # no video track: no images, no thumbnails
+                sums.append(np.zeros(count, np.uint32))
+                continue
+            table = by_id.get(tracks[name].track_id)
+            if table is None or len(table) != count:
+                found = "none" if table is None else f"{len(table)}"
+                raise BoxError(f"the checksum table has {found} checksums for the {count} samples of {name}", offset=where.offset, path=path)
+            sums.append(np.asarray(table).astype(np.uint32))
+        return tuple(sums)
 
     def _read_video(self, file: "BznaFile", video: "Track", present: np.ndarray) -> None:
         """The thumbnails' offsets and sizes, their hvcC records and each one's (1-based) record."""

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from bzna_boxes.boxes import registered_types
 from bzna_boxes.boxes.containers import CONTAINERS
 from bzna_boxes.boxes.fragment import trun_dtype
+from bzna_boxes.boxes.integrity import checksum_dtype
 from bzna_boxes.boxes.movie import ELST_V0, ELST_V1
 from bzna_boxes.boxes.sample_table import CTTS_V0, CTTS_V1, STSC, STTS
 from bzna_boxes.boxes.fragment import SIDX_REFERENCE
@@ -51,6 +52,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "sample_entry": ("avc1", "avc3", "hvc1", "hev1", "mett", "metx", "avcC", "hvcC", "clap", "pasp", "colr", "btrt", "sinf", "schi"),
     "fragment": ("mvex", "moof", "traf", "mfra", "mfhd", "mehd", "tfhd", "tfdt", "trun", "trex", "sidx"),
     "meta": ("meta", "udta", "iprp", "ipco", "ilst", "ispe"),
+    "integrity": ("bzsc",),
 }
 """Which test module covers each registered type (tests/boxes/test_<family>.py)."""
 
@@ -448,6 +450,14 @@ def _sidx(version=None):
     return _versions(version).flatmap(make)
 
 
+def _bzsc(version=None):
+    def make(size):
+        entry = st.fixed_dictionaries({"track_id": u32, "checksums": tables(checksum_dtype(size))})
+        return _full("bzsc", u8, {"algorithm": fourccs, "checksum_size": st.just(size), "entries": st.lists(entry, max_size=4)})
+
+    return st.sampled_from((1, 2, 4, 8, 16)).flatmap(make)
+
+
 def _meta(version=None):
     full_form = _full("meta", u8, {"children": _children("hdlr", "ispe")})
     quicktime_form = st.builds(
@@ -529,11 +539,13 @@ BOX_STRATEGIES: dict[str, Callable[..., st.SearchStrategy[dict]]] = {
     "sidx": _sidx,
     # meta.py and its containers
     "meta": _meta,
-    "udta": _container("udta", "meta"),
+    "udta": _container("udta", "meta", "bzsc"),
     "iprp": _container("iprp", "ipco"),
     "ipco": _container("ipco", "hvcC", "ispe", "colr", "clap"),
     "ilst": _container("ilst"),
     "ispe": _full_fields("ispe", {"image_width": u32, "image_height": u32}),
+    # integrity.py
+    "bzsc": _bzsc,
 }
 
 

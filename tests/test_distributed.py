@@ -16,6 +16,7 @@ from bzna_boxes import distributed as dist  # noqa: E402
 from bzna_boxes.build import BuildError, list_sources  # noqa: E402
 from bzna_boxes.cli import main  # noqa: E402
 from bzna_boxes.index import open as open_bzna  # noqa: E402
+from bzna_boxes.verify import verify  # noqa: E402
 
 IMAGES = Path(__file__).resolve().parents[1] / "fixtures" / "images"
 OPTIONS = {"preset": "ultrafast", "max_short_side": 256}
@@ -68,6 +69,8 @@ def test_distributed_build_equals_local_build(client, sources_dir, reference, tm
     assert [row[1] for row in result.failures] == ["cat/broken.jpg"]
     assert not (tmp_path / "dist.bzna.shards").exists(), "shards are removed after the merge"
     assert_same_dataset(out, reference)
+    report = verify(out)  # the merge carries the shards' checksum tables
+    assert report.ok and f"checksums (c32c): {4 * count} samples of 4 tracks checked, all match" in report.summary
 
 
 def test_a_task_that_fails_once_is_retried(client, sources_dir, reference, tmp_path):
