@@ -11,13 +11,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bzna_boxes import DecoderUnavailable, layout
+from bzna_boxes import layout
 from bzna_boxes.decode import CpuDecoder, NvdecDecoder
 from bzna_boxes.decode import nvdec
 from bzna_boxes.encode import encode_image
 from bzna_boxes.torch import Loader, _StreamHandoff, default_threads, random_resized_crop_box, resize, resolve_device, sample_generator
 
 from bzna_samples import FAST, build_dataset, open_dataset
+from test_nvdec import needs_nvdec
 
 SIZES = [(96, 64), (64, 96), (120, 80), (80, 80), (100, 70), (70, 100), (90, 60), (64, 64), (110, 75), (75, 75), (88, 66)]
 
@@ -212,19 +213,8 @@ def test_nvdec_gets_a_few_threads_and_the_cpu_every_core():
     assert default_threads(CpuDecoder()) >= 1
 
 
-def _why_not() -> str | None:
-    try:
-        NvdecDecoder()
-    except DecoderUnavailable as exc:
-        return str(exc)
-    return None
-
-
-UNAVAILABLE = _why_not()
-
-
 @pytest.mark.gpu
-@pytest.mark.skipif(UNAVAILABLE is not None, reason=UNAVAILABLE or "")
+@needs_nvdec
 def test_batches_read_on_the_training_loops_own_stream(dataset):
     """A loop on its own stream reads finished batches while the default stream is held up."""
     loader = Loader(dataset, batch_size=4, device="cuda", size=32, transform="random_resized_crop", num_threads=4)
