@@ -88,8 +88,9 @@ def main() -> None:
                 datasets.ImageFolder(jpegs, transform=v2.Compose([*crop, v2.PILToTensor()])), batch_size=64,
                 shuffle=True, num_workers=workers, persistent_workers=True)
         rates: dict = {key: [] for key in rows}
-        for batches in rows.values():
-            epoch_rate(batches)  # warm-up: threads, workers, decoder contexts
+        # warm-up: DataLoader workers first (forked before any Loader thread runs), then the Loaders
+        for batches in sorted(rows.values(), key=lambda batches: isinstance(batches, Loader)):
+            epoch_rate(batches)
         for _ in range(args.repeats):
             for key, batches in rows.items():
                 rates[key].append(epoch_rate(batches))
