@@ -233,6 +233,11 @@ class Dataset:
     ``path`` is a file name or an open :class:`~bzna_boxes.index.BznaFile`. ``targets`` holds
     every target (int64, -1 for none), read in one go. Pickles by path (the copy reopens the
     file on first use), so a dataset can go to ``DataLoader`` worker processes.
+
+    ``ds[10:20]`` (any slice) and ``ds[array]`` (integer indices, or a boolean mask of
+    ``len(ds)``) are views: datasets of the same class over those samples, sharing the open
+    file, with their own ``len``, ``targets``, ``sizes`` and ``missing``; ``Sample.index``
+    stays the position in the file.
     """
 
     def __init__(self, path: str | os.PathLike | BznaFile):
@@ -240,6 +245,7 @@ class Dataset:
         self._file = BznaFile(path) if owned else path
         self._cols: _Columns | None = None
         self._range: tuple[int, int] | None = None
+        self._select: np.ndarray | None = None  # file indices of a view by index array
         self._lock = threading.Lock()
         try:
             self._columns()
@@ -283,22 +289,69 @@ class Dataset:
 
     def __len__(self) -> int:
         self._columns()
+        if self._select is not None:
+            return len(self._select)
         return self._range[1] - self._range[0]
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index):
+        """``ds[i]``: a :class:`Sample`; ``ds[a:b:c]`` or ``ds[indices]``: a view (see the class)."""
         cols = self._cols
         if cols is None:
             cols = self._columns()
-        start, stop = self._range
-        i = index + start if index >= 0 else index + stop
-        if not start <= i < stop:
-            raise IndexError(f"sample index {index} out of range for a dataset of {stop - start}")
-        return Sample(cols, i)
+        if self._select is None and isinstance(index, int):
+            start, stop = self._range
+            i = index + start if index >= 0 else index + stop
+            if not start <= i < stop:
+                raise IndexError(f"sample index {index} out of range for a dataset of {stop - start}")
+            return Sample(cols, i)
+        if isinstance(index, slice):
+            return self._view(self._positions()[index])
+        if isinstance(index, (int, np.integer)):
+            length = len(self)
+            if not -length <= index < length:
+                raise IndexError(f"sample index {index} out of range for a dataset of {length}")
+            return Sample(cols, int(self._positions()[index]))
+        positions = self._positions()
+        chosen = self._view_indices(index)
+        return self._view(positions.start + chosen if isinstance(positions, range) else positions[chosen])
+
+    def _view_indices(self, index) -> np.ndarray:
+        """``index`` (integers or a boolean mask) as an int64 array of positions in this dataset."""
+        length = len(self)
+        array = np.asarray(index)
+        if array.dtype == bool:
+            if array.shape != (length,):
+                raise IndexError(f"a boolean mask must have the dataset's length {length}, not shape {array.shape}")
+            return np.flatnonzero(array)
+        if array.ndim != 1 or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
+            raise TypeError(f"dataset indices must be an int, a slice, or a 1-D array of integers or booleans, not {index!r:.80}")
+        array = array.astype(np.int64)
+        bad = (array < -length) | (array >= length)
+        if bad.any():
+            raise IndexError(f"sample index {int(array[bad][0])} out of range for a dataset of {length}")
+        return np.where(array < 0, array + length, array)
+
+    def _positions(self) -> np.ndarray | range:
+        """The file index of each sample of this dataset (a range, or the view's array)."""
+        if self._select is not None:
+            return self._select
+        return range(*self._range)
+
+    def _view(self, positions: np.ndarray | range) -> "Dataset":
+        """A dataset of this class over the file indices ``positions``, sharing the open file."""
+        view = object.__new__(type(self))
+        view.__dict__.update(self.__dict__)
+        view._lock = threading.Lock()
+        if isinstance(positions, range) and positions.step == 1:
+            view._range, view._select = (positions.start, max(positions.start, positions.stop)), None
+        else:
+            view._select = np.asarray(positions, dtype=np.int64)
+        return view
 
     def __iter__(self) -> Iterator[Sample]:
         cols = self._columns()
-        for i in range(*self._range):
-            yield Sample(cols, i)
+        for i in self._positions():
+            yield Sample(cols, int(i))
 
     @property
     def targets(self) -> np.ndarray:
@@ -306,13 +359,19 @@ class Dataset:
         cols = self._columns()
         if cols.targets is None:
             cols.load_targets()
-        return cols.targets[slice(*self._range)].copy()
+        return self._column(cols.targets)
 
     @property
     def sizes(self) -> np.ndarray:
         """Bytes of each inner MP4 (0 for missing samples)."""
         cols = self._columns()
-        return cols.input_sizes[slice(*self._range)].copy()
+        return self._column(cols.input_sizes)
+
+    def _column(self, values: np.ndarray) -> np.ndarray:
+        """This dataset's entries of a per-file-sample array, as a copy."""
+        if self._select is not None:
+            return values[self._select]
+        return values[slice(*self._range)].copy()
 
     @property
     def missing(self) -> np.ndarray:
@@ -341,11 +400,12 @@ class Dataset:
         self.close()
 
     def __getstate__(self) -> dict:
-        return {"file": self._file, "range": self._range}
+        return {"file": self._file, "range": self._range, "select": self._select}
 
     def __setstate__(self, state: dict) -> None:
         self._file = state["file"]
         self._range = state["range"]
+        self._select = state.get("select")
         self._cols = None
         self._lock = threading.Lock()
 

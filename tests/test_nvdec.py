@@ -95,7 +95,7 @@ def test_layouts_threads_and_sessions(pictures):
     for (_, _, image), picture in zip(pictures, expected):
         assert torch.equal(chw.decode(image).permute(1, 2, 0), picture)
     sizes = {(image.frame_width, image.frame_height) for _, _, image in pictures}
-    assert len(hwc._local.sessions) == min(len(sizes), hwc.max_sessions)
+    assert hwc.sessions_opened <= 1 + len(sizes)  # the check picture's 512x512 session is reused
     results: dict[int, list[torch.Tensor]] = {}
 
     def work(worker: int) -> None:
@@ -109,6 +109,7 @@ def test_layouts_threads_and_sessions(pictures):
     assert len(results) == 4
     for pictures_of_thread in results.values():
         assert all(torch.equal(a, b) for a, b in zip(pictures_of_thread, expected * 3))
+    assert hwc.sessions_opened <= 1 + 4 * len(sizes)  # sessions are taken back and reused, never one per picture
 
 
 @pytest.mark.gpu
@@ -124,4 +125,4 @@ def test_the_loader_batches_on_the_gpu(tmp_path):
         assert gpu_images.is_cuda and gpu_targets.is_cuda and gpu_images.shape[1:] == (3, 224, 224)
         assert torch.equal(gpu_targets.cpu(), cpu_targets)
         difference = (gpu_images.cpu().int() - cpu_images.int()).abs()
-        assert difference.max() <= 3 and difference.float().mean() < 0.1
+        assert difference.max() <= 3 and difference.float().mean() < 0.5  # CPU: resized in uint8, within 1 of float

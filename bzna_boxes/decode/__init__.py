@@ -36,8 +36,9 @@ def log_once(message: str) -> None:
 
 
 def open_decoder(device: Any = "auto", **options: Any) -> Decoder:
-    """The decoder for ``device``: ``"auto"`` (NVDEC on cuda:0 when it works, else the CPU),
-    ``"cpu"``, or ``"cuda"``/``"cuda:N"`` (NVDEC, or :class:`DecoderUnavailable` saying why not).
+    """The decoder for ``device``: ``"auto"`` (NVDEC on the current CUDA device when it works,
+    else the CPU), ``"cpu"``, or ``"cuda"`` (the current CUDA device) / ``"cuda:N"`` (that GPU):
+    NVDEC, or :class:`DecoderUnavailable` saying why not.
 
     ``options`` go to the decoder (``layout=`` for NVDEC, ``threads=`` for the CPU). The choice
     is logged once (logger ``bzna_boxes.decode``, level INFO).
@@ -47,7 +48,7 @@ def open_decoder(device: Any = "auto", **options: Any) -> Decoder:
         decoder: Decoder = CpuDecoder(**{k: v for k, v in options.items() if k == "threads"})
     elif name == "auto":
         try:
-            decoder = NvdecDecoder("cuda:0", **{k: v for k, v in options.items() if k != "threads"})
+            decoder = NvdecDecoder("cuda", **{k: v for k, v in options.items() if k != "threads"})
         except DecoderUnavailable as exc:
             log_once(f"decoding on the CPU (FFmpeg through PyAV): {exc}")
             return CpuDecoder(**{k: v for k, v in options.items() if k == "threads"})

@@ -11,6 +11,7 @@ image to image, and setting up a new swscale context costs more than the pixels 
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import TYPE_CHECKING
 
@@ -26,12 +27,18 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["CpuDecoder"]
 
+_INHERITED: list = []  # contexts a forked process inherited (see CpuDecoder._state)
+
 
 class CpuDecoder:
     """H.265 pictures to H x W x 3 uint8 RGB numpy arrays, on the CPU (thread-safe).
 
     ``threads`` is FFmpeg's thread count per decoder context (1: parallelize across images
     instead, one thread each, as :class:`bzna_boxes.torch.Loader` does).
+
+    A decoder used in a process and then in a child forked from it (``DataLoader`` workers)
+    opens new FFmpeg and swscale contexts in the child: the inherited ones can hang there
+    (swscale's worker threads do not survive a fork).
     """
 
     device = "cpu"
@@ -41,18 +48,28 @@ class CpuDecoder:
 
         self.threads = threads
         self._local = threading.local()
+        self._pid = os.getpid()
+
+    def _state(self) -> threading.local:
+        """This thread's contexts; new ones in a process forked since they were made."""
+        if self._pid != os.getpid():
+            _INHERITED.append(self._local)  # never freed: freeing a forked swscale context waits for its lost threads
+            self._local = threading.local()
+            self._pid = os.getpid()
+        return self._local
 
     def __repr__(self) -> str:
         return f"CpuDecoder(threads={self.threads})"
 
     def _context(self) -> "av.CodecContext":
-        context = getattr(self._local, "context", None)
+        local = self._state()
+        context = getattr(local, "context", None)
         if context is None:
             import av
 
             context = av.CodecContext.create("hevc", "r")
             context.thread_count = self.threads
-            self._local.context = context
+            local.context = context
         return context
 
     def decode_frame(self, image: EncodedImage) -> "av.VideoFrame":
@@ -87,9 +104,10 @@ class CpuDecoder:
         """Decode one image to a ``height x width x 3`` uint8 RGB array (the clean aperture)."""
         conversion = yuv_to_rgb(image.video_signal)  # first: refuse what cannot be converted before decoding it
         frame = self.decode_frame(image)
-        converters = getattr(self._local, "converters", None)
+        local = self._state()
+        converters = getattr(local, "converters", None)
         if converters is None:
-            converters = self._local.converters = {}
+            converters = local.converters = {}
         key = (frame.width, frame.height, conversion)
         converter = converters.get(key)
         if converter is None:

@@ -9,8 +9,15 @@ stream the session shares with the conversion, so no copy ever goes through host
 :func:`~.colour.nv12_to_rgb` then crops to the clean aperture and converts to RGB on the GPU, with
 the arithmetic of the CPU path and the matrix and range the stream's VUI states.
 
-One session decodes one coded size (thumbnails are all 512x512); each thread keeps its own
-sessions, keyed by coded size, the least recently used dropped past ``max_sessions``.
+One session decodes one coded size (thumbnails are all 512x512). Sessions are shared by the
+threads of a decoder: a thread takes an idle session of its picture's size (or opens one),
+decodes, and gives it back, so sessions outlive threads and thread pools; at most
+``max_sessions`` idle ones are kept. A GPU has a handful of NVDEC engines (an H100 or H200: 7),
+so a few threads keep them busy: :data:`NVDEC_THREADS` is the default the Loader uses.
+
+Opening a decoder decodes one tiny embedded picture (:data:`CHECK_PICTURE`): a GPU that has no
+media engines (a MIG slice without them) or a driver that cannot decode HEVC is refused then,
+with :class:`~bzna_boxes.DecoderUnavailable`, not at the first image of a training run.
 
 The API used (PyNvVideoCodec 2.2): ``CreateDecoder(gpuid, codec, cudacontext, cudastream,
 usedevicememory, maxwidth, maxheight, latency)``, ``PacketData()`` with ``bsl_data``, ``bsl``,
@@ -39,9 +46,39 @@ from .colour import nv12_to_rgb, yuv_to_rgb
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["NvdecDecoder", "check_nvdec"]
+__all__ = ["NvdecDecoder", "check_nvdec", "current_cuda_device", "NVDEC_THREADS"]
 
 _NVCUVID = "libnvcuvid.so.1"
+
+#: Decoding threads per GPU by default. A thread spends most of its time waiting for an engine,
+#: and an H200 has 7 NVDEC engines: 2, 4 and 8 are to be measured on each GPU
+#: (``benchmarks/bench_decode.py``'s GPU rows); 4 is the default until they are.
+NVDEC_THREADS = 4
+
+#: A 512x512 H.265 intra picture (Annex B) made by :func:`bzna_boxes.encode.encode_frame`: orange
+#: (200, 120, 40) with a blue (30, 60, 220) square at rows and columns 128..255.
+CHECK_PICTURE = bytes.fromhex(
+    "0000000140010c01ffff01600000030090000003000003005a9594090000000142010101600000030090000003000003"
+    "005aa0040200805965654a4c2e6a021a0d482000000300200000030281000000014401c073c189000000012801ac2508"
+    "15e939e26314c5294a52c026ec9e7ef8180c02731967b3648a01bf39eda5eb158ea2e026a015e23fe2a2e001591a363a"
+    "8b80003fc01df598e4ff2ca336879e1cceb437c000554020224980000ff01ba83b00009b8000421c00041c0084f40d90"
+    "21a000000300014d0000030004b4000003000e48000003001f70000003004740000003007f8000000300ea80"
+)
+CHECK_SIZE = 512
+#: Luma samples of :data:`CHECK_PICTURE` (FFmpeg's decoding): (row, column) -> Y.
+CHECK_LUMA = {(0, 0): 131, (170, 170): 75}
+
+
+def current_cuda_device() -> "torch.device":
+    """The calling thread's current CUDA device, with its index (``cuda:0`` when torch sees no GPU).
+
+    Under ``torchrun`` each process calls ``torch.cuda.set_device(LOCAL_RANK)`` first, so this is
+    the rank's own GPU, where its model lives.
+    """
+    import torch
+
+    index = torch.cuda.current_device() if torch.cuda.is_available() else 0
+    return torch.device("cuda", index)
 
 
 def _cuda_index(device: Any) -> int:
@@ -50,7 +87,7 @@ def _cuda_index(device: Any) -> int:
     device = torch.device(device)
     if device.type != "cuda":
         raise ValueError(f"NVDEC decodes on a CUDA device, not {device}")
-    return device.index if device.index is not None else torch.cuda.current_device()
+    return device.index if device.index is not None else current_cuda_device().index
 
 
 def _import_nvc():
@@ -66,10 +103,11 @@ def _import_nvc():
 
 
 def check_nvdec(device: Any = "cuda:0"):
-    """Return the PyNvVideoCodec module if NVDEC can run on ``device``, else raise DecoderUnavailable.
+    """Return the PyNvVideoCodec module if NVDEC can be loaded for ``device``, else raise DecoderUnavailable.
 
     The message is one line naming what is missing: the package, torch with CUDA, a GPU, the
-    driver's ``libnvcuvid``, or the package failing to load.
+    driver's ``libnvcuvid``, or the package failing to load. (Whether the GPU really decodes
+    is checked by :func:`check_decoding`, which :class:`NvdecDecoder` runs when it opens.)
     """
     if importlib.util.find_spec("PyNvVideoCodec") is None:
         raise DecoderUnavailable("NVDEC unavailable: PyNvVideoCodec is not installed (pip install pynvvideocodec)")
@@ -98,24 +136,88 @@ def check_nvdec(device: Any = "cuda:0"):
         raise DecoderUnavailable(f"NVDEC unavailable: PyNvVideoCodec failed to load: {first_line}") from None
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 class _Session:
-    """One PyNvVideoCodec decoder of one coded size, with the CUDA stream it works on."""
+    """One PyNvVideoCodec decoder of one coded size, with the CUDA stream it works on.
+
+    A failure to create it (no free engine or session, a size the GPU cannot decode) raises
+    :class:`~bzna_boxes.DecoderUnavailable` naming the size and the GPU.
+    """
 
     def __init__(self, nvc, gpu: int, width: int, height: int):
         import torch
 
-        self.stream = torch.cuda.Stream(device=gpu)
-        self.decoder = nvc.CreateDecoder(
-            gpuid=gpu,
-            codec=nvc.cudaVideoCodec.HEVC,
-            cudacontext=0,
-            cudastream=self.stream.cuda_stream,
-            usedevicememory=True,
-            maxwidth=width,
-            maxheight=height,
-            latency=nvc.DisplayDecodeLatencyType.ZERO,
-        )
+        self.size = (width, height)
+        try:
+            self.stream = torch.cuda.Stream(device=gpu)
+            self.decoder = nvc.CreateDecoder(
+                gpuid=gpu,
+                codec=nvc.cudaVideoCodec.HEVC,
+                cudacontext=0,
+                cudastream=self.stream.cuda_stream,
+                usedevicememory=True,
+                maxwidth=width,
+                maxheight=height,
+                latency=nvc.DisplayDecodeLatencyType.ZERO,
+            )
+        except Exception as exc:
+            raise DecoderUnavailable(
+                f"NVDEC could not open a decoder for {width}x{height} pictures on cuda:{gpu}: {_first_line(exc)}"
+            ) from exc
         self.usable = True
+
+    def decode(self, nvc, bitstream: bytes | memoryview) -> list:
+        """The frames ``Decode`` gives for one Annex B picture (flushing when the parser holds it back).
+
+        Runs on the session's stream; the caller is inside ``torch.cuda.stream(self.stream)``.
+        A session that was flushed or failed is marked unusable (never reused).
+        """
+        data = np.frombuffer(bitstream, np.uint8)
+        packet = nvc.PacketData()
+        packet.bsl_data = data.ctypes.data
+        packet.bsl = data.size
+        packet.decode_flag = nvc.VideoPacketFlag.ENDOFPICTURE
+        try:
+            frames = self.decoder.Decode(packet)
+            if not frames:  # the parser held the picture back: flush (end of stream)
+                self.usable = False
+                frames = self.decoder.Decode(nvc.PacketData())
+        except Exception:
+            self.usable = False
+            raise
+        finally:
+            del data  # kept alive until Decode returned
+        if len(frames) != 1:
+            self.usable = False
+        return list(frames)
+
+
+def check_decoding(nvc, gpu: int) -> _Session:
+    """Decode :data:`CHECK_PICTURE` on ``cuda:gpu``; return the session (reusable), or raise DecoderUnavailable."""
+    import torch
+
+    try:
+        session = _Session(nvc, gpu, CHECK_SIZE, CHECK_SIZE)
+        with torch.cuda.device(gpu), torch.cuda.stream(session.stream):
+            frames = session.decode(nvc, CHECK_PICTURE)
+            if len(frames) != 1:
+                raise RuntimeError(f"{len(frames)} pictures out of one")
+            luma = torch.from_dlpack(frames[0])[:CHECK_SIZE, :CHECK_SIZE]
+            got = {at: int(luma[at]) for at in CHECK_LUMA}  # synchronizes the stream
+        wrong = {at: (got[at], want) for at, want in CHECK_LUMA.items() if abs(got[at] - want) > 2}
+        if wrong:
+            raise RuntimeError(f"wrong samples (got, expected): {wrong}")
+    except DecoderUnavailable as exc:
+        raise DecoderUnavailable(f"NVDEC unavailable: the test picture did not decode on cuda:{gpu}: {exc}") from exc
+    except Exception as exc:
+        raise DecoderUnavailable(
+            f"NVDEC unavailable: the test picture did not decode on cuda:{gpu}: {_first_line(exc)}"
+        ) from exc
+    return session
 
 
 class NvdecDecoder:
@@ -126,7 +228,7 @@ class NvdecDecoder:
     The returned tensor is ready on the caller's current CUDA stream.
     """
 
-    def __init__(self, device: Any = "cuda:0", layout: str = "HWC", max_sessions: int = 4):
+    def __init__(self, device: Any = "cuda", layout: str = "HWC", max_sessions: int = 2 * NVDEC_THREADS):
         if layout not in ("HWC", "CHW"):
             raise ValueError(f"layout must be 'HWC' or 'CHW', not {layout!r}")
         self._nvc = check_nvdec(device)
@@ -136,60 +238,61 @@ class NvdecDecoder:
         self.device = torch.device("cuda", self.gpu)
         self.layout = layout
         self.max_sessions = max_sessions
-        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._idle: collections.deque[_Session] = collections.deque()
+        self.sessions_opened = 0
+        self._give_back(check_decoding(self._nvc, self.gpu))
+        self.sessions_opened = 1
 
     def __repr__(self) -> str:
         return f"NvdecDecoder(device={str(self.device)!r}, layout={self.layout!r})"
 
-    def _session(self, width: int, height: int) -> _Session:
-        sessions = getattr(self._local, "sessions", None)
-        if sessions is None:
-            sessions = self._local.sessions = collections.OrderedDict()
-        key = (width, height)
-        session = sessions.get(key)
-        if session is not None and session.usable:
-            sessions.move_to_end(key)
-            return session
-        sessions.pop(key, None)
-        while len(sessions) >= self.max_sessions:
-            sessions.popitem(last=False)
-        session = sessions[key] = _Session(self._nvc, self.gpu, width, height)
+    def _take(self, width: int, height: int) -> _Session:
+        """An idle session for ``width x height`` pictures, or a new one; the caller gives it back."""
+        with self._lock:
+            for session in reversed(self._idle):  # the most recently used first
+                if session.size == (width, height):
+                    self._idle.remove(session)
+                    return session
+        session = _Session(self._nvc, self.gpu, width, height)
+        with self._lock:
+            self.sessions_opened += 1
         return session
+
+    def _give_back(self, session: _Session) -> None:
+        if not session.usable:
+            return
+        with self._lock:
+            self._idle.append(session)
+            while len(self._idle) > self.max_sessions:
+                self._idle.popleft()
 
     def decode_nv12(self, image: EncodedImage) -> "torch.Tensor":
         """The whole decoded picture as an NV12 tensor (``H*3/2 x W`` uint8) on the GPU, a copy."""
         import torch
 
-        nvc = self._nvc
-        session = self._session(image.frame_width, image.frame_height)
-        bitstream = np.frombuffer(to_annexb(image), np.uint8)
-        packet = nvc.PacketData()
-        packet.bsl_data = bitstream.ctypes.data
-        packet.bsl = bitstream.size
-        packet.decode_flag = nvc.VideoPacketFlag.ENDOFPICTURE
-        with torch.cuda.device(self.gpu), torch.cuda.stream(session.stream):
-            try:
-                frames = session.decoder.Decode(packet)
-                if not frames:  # the parser held the picture back: flush (end of stream)
-                    session.usable = False
-                    frames = session.decoder.Decode(nvc.PacketData())
-            except Exception as exc:
-                session.usable = False
-                raise BoxError(f"NVDEC rejected the picture: {exc}", path="sample") from exc
-            if len(frames) != 1:
-                session.usable = False
-                raise BoxError(f"the sample decoded to {len(frames)} pictures, expected 1", path="sample")
-            nv12 = torch.from_dlpack(frames[0]).clone()  # the session reuses its surface
-        del bitstream  # kept alive until Decode returned
+        bitstream = to_annexb(image)
+        session = self._take(image.frame_width, image.frame_height)
+        try:
+            with torch.cuda.device(self.gpu), torch.cuda.stream(session.stream):
+                try:
+                    frames = session.decode(self._nvc, bitstream)
+                except Exception as exc:
+                    raise BoxError(f"NVDEC rejected the picture: {_first_line(exc)}", path="sample") from exc
+                if len(frames) != 1:
+                    raise BoxError(f"the sample decoded to {len(frames)} pictures, expected 1", path="sample")
+                nv12 = torch.from_dlpack(frames[0]).clone()  # the session reuses its surface
+            current = torch.cuda.current_stream(self.gpu)
+            current.wait_stream(session.stream)  # before another thread enqueues on the session
+        finally:
+            self._give_back(session)
+        nv12.record_stream(current)
         if nv12.dim() != 2 or tuple(nv12.shape) != (image.frame_height * 3 // 2, image.frame_width):
             raise BoxError(
                 f"NVDEC gave a {tuple(nv12.shape)} surface for a {image.frame_width}x{image.frame_height} "
                 "NV12 picture",
                 path="sample",
             )
-        current = torch.cuda.current_stream(self.gpu)
-        current.wait_stream(session.stream)
-        nv12.record_stream(current)
         return nv12
 
     def decode(self, image: EncodedImage) -> "torch.Tensor":
