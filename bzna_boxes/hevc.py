@@ -482,6 +482,8 @@ def hvcc_fields(
         record.min_spatial_segmentation_idc = 0
     if not record.min_spatial_segmentation_idc:
         record.parallelism_type = 0
+    # 4096 keeps its parallelism type but, as in FFmpeg's writer, only its low 12 bits (0) are stored
+    record.min_spatial_segmentation_idc &= 0xFFF
 
     return {
         "configuration_version": 1,

@@ -503,6 +503,8 @@ def test_min_spatial_segmentation_and_parallelism():
     assert fields(200, 0, 0)["parallelism_type"] == 1
     assert fields(0, 0, 1)["parallelism_type"] == 0  # unknown without a segmentation bound
     assert fields(None, 0, 1)["min_spatial_segmentation_idc"] == 0
+    edge = fields(4096, 0, 1)  # one past the u(12) field: FFmpeg stores its low bits, keeps the type
+    assert (edge["min_spatial_segmentation_idc"], edge["parallelism_type"]) == (0, 3)
 
 
 def test_hrd_fixed_pic_rate_general_flag_follows_the_spec():
