@@ -63,6 +63,7 @@ _READERS = textwrap.dedent(
         run("Dataset", lambda: len(bzna_boxes.Dataset(path))),
         run("verify", verify),
         run("extract", lambda: verify_module.extract(path, 0)),
+        run("concat", lambda: bzna_boxes.concat([path], path + ".out.bzna", fsync=False)),
     ]
     print(json.dumps(results))
     """
@@ -139,7 +140,7 @@ def test_a_count_the_file_cannot_hold_is_a_box_error_before_any_allocation(tmp_p
         if path.stat().st_blocks * 512 >= SPARSE_SIZE:
             pytest.skip("this file system does not keep holes")
     results = _run_readers(path)
-    assert [r["reader"] for r in results] == ["open", "Dataset", "verify", "extract"]
+    assert [r["reader"] for r in results] == ["open", "Dataset", "verify", "extract", "concat"]
     for result in results:
         assert result["error"] == "BoxError", result
         assert "4,294,967,295 samples of 1 bytes are more than the file holds" in result["message"], result
