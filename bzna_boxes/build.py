@@ -441,8 +441,14 @@ def check_encode_options(encode_options: dict[str, Any]) -> None:
     """Encode a tiny picture with ``encode_options``: a bad preset or CRF fails here, not once per image."""
     import numpy as np
 
-    from .encode import encode_image
+    from .encode import X265_PRESETS, encode_image
 
+    preset = encode_options.get("preset")
+    if preset is not None and preset not in X265_PRESETS:
+        raise BuildError(f"--preset {preset!r} is not an x265 preset; choose one of: {', '.join(X265_PRESETS)}")
+    crf = encode_options.get("crf")
+    if crf is not None and not 0 <= crf <= 51:
+        raise BuildError(f"--crf {crf:g} is outside x265's range 0 to 51")
     try:
         encode_image(np.zeros((16, 16, 3), np.uint8), **encode_options)
     except Exception as exc:  # noqa: BLE001  (PyAV raises its own error types)

@@ -240,6 +240,10 @@ def _resize(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 # Encoding
 
 
+X265_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+"""The presets libx265 knows, fastest first."""
+
+
 def x265_options(
     crf: float | None = None, preset: str | None = None, x265_params: str | dict | None = None
 ) -> dict[str, str]:

@@ -69,6 +69,31 @@ class TopBox(NamedTuple):
         return self.offset + self.size
 
 
+_SIGNATURES = (
+    (b"\xff\xd8\xff", "a JPEG image's"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image's"),
+    (b"GIF8", "a GIF image's"),
+    (b"RIFF", "a RIFF file's (WebP, WAV, AVI)"),
+    (b"BM", "a BMP image's"),
+    (b"II*\x00", "a TIFF image's"),
+    (b"MM\x00*", "a TIFF image's"),
+    (b"%PDF", "a PDF document's"),
+    (b"PK\x03\x04", "a ZIP archive's"),
+    (b"\x1f\x8b", "a gzip file's"),
+)
+
+
+def _check_signature(head: bytes) -> None:
+    """A ``BoxError`` when the first box's type is not four characters, naming the format the
+    first bytes belong to when they are a well-known one (a JPEG given for a dataset, say)."""
+    fourcc = head[4:8]
+    if len(fourcc) == 4 and all(0x20 <= byte <= 0x7E or byte == 0xA9 for byte in fourcc):
+        return
+    known = next((name for magic, name in _SIGNATURES if head.startswith(magic)), None)
+    what = f"its first bytes are {known}" if known else f"its first box type is {bytes(fourcc)!r}, not four characters"
+    raise BoxError(f"not an ISO-BMFF (MP4) file: {what}", offset=0)
+
+
 def _walk(view: memoryview, start: int, end: int, parent: str, warnings: list | None = None) -> Iterator[tuple[str, int, int, int, str]]:
     """Yield ``(type, offset, size, header, path)`` for the boxes filling ``view[start:end]``.
 
@@ -485,6 +510,8 @@ class BznaFile:
                 size = stat.st_size
                 if size == 0:
                     raise BoxError("the file is empty", offset=0)
+                head = f.read(16)
+                _check_signature(head)
                 mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
             view = memoryview(mm)
             try:

@@ -303,5 +303,5 @@ def test_the_building_guide_runs(tmp_path, monkeypatch):
 def test_bad_encoder_options_fail_before_any_image(tmp_path, capsys):
     out = tmp_path / "d.bzna"
     assert main(["build", str(IMAGES), str(out), "--preset", "no-such-preset", "-q"]) == 1
-    assert "encoder options" in capsys.readouterr().err
+    assert "is not an x265 preset" in capsys.readouterr().err
     assert os.listdir(tmp_path) == []

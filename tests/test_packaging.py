@@ -26,3 +26,33 @@ def test_the_licence_is_declared_and_shipped():
     assert 'license = "MIT"' in text
     with open(os.path.join(ROOT, "LICENSE")) as f:
         assert f.readline().strip() == "MIT License"
+
+
+def test_a_bad_preset_names_the_valid_ones(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "src" / "a").mkdir(parents=True)
+    Image.new("RGB", (32, 32)).save(tmp_path / "src" / "a" / "x.png")
+    out = tmp_path / "d.bzna"
+    result = subprocess.run(
+        [sys.executable, "-m", "bzna_boxes", "build", str(tmp_path / "src"), str(out), "--preset", "fastest", "-q"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1
+    assert "--preset 'fastest' is not an x265 preset" in result.stderr and "ultrafast" in result.stderr
+    assert not out.exists()
+
+
+def test_a_file_that_is_not_iso_bmff_says_what_it_is(tmp_path):
+    from PIL import Image
+
+    import pytest
+
+    path = tmp_path / "x.jpg"
+    Image.new("RGB", (32, 32)).save(path)
+    with pytest.raises(bzna_boxes.BoxError, match="not an ISO-BMFF .* JPEG image's"):
+        bzna_boxes.Dataset(path)
+    (tmp_path / "y.bin").write_bytes(b"\x00\x00\x00\x10\x01\x02\x03\x04" + bytes(8))
+    with pytest.raises(bzna_boxes.BoxError, match="first box type is"):
+        bzna_boxes.open(tmp_path / "y.bin").tracks
