@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .atomic import check_not_an_input
+from .errors import BuildError
 
 __all__ = [
     "Source",
@@ -89,10 +90,6 @@ class BuildResult:
     bytes: int = 0
     classes_path: str | None = None
     report_path: str | None = None
-
-
-class BuildError(Exception):
-    """A build stopped (``fail_fast``) or could not start (bad source)."""
 
 
 # --- sources ----------------------------------------------------------------------------------

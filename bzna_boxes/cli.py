@@ -16,8 +16,7 @@ import os
 import sys
 
 from . import __version__
-from .build import BuildError
-from .errors import DecoderUnavailable
+from .errors import BuildError, DecoderUnavailable
 
 
 def _add_inspect(sub) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["BoxError", "DecoderUnavailable"]
+__all__ = ["BoxError", "BuildError", "DecoderUnavailable"]
 
 
 class BoxError(ValueError):
@@ -34,3 +34,7 @@ def _rebuild_box_error(cls, reason, offset, path):
 
 class DecoderUnavailable(RuntimeError):
     """A decoder backend cannot run here (package, driver or device missing)."""
+
+
+class BuildError(Exception):
+    """A build stopped (``fail_fast``) or could not start (bad source)."""

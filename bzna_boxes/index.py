@@ -26,7 +26,7 @@ import mmap
 import os
 import struct
 import threading
-from typing import Iterator, NamedTuple
+from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
@@ -663,6 +663,18 @@ class BznaFile:
             found = TopBox(*inner[:4]) if inner is not None else None
             walked = f"{walked}/{step}"
         return found
+
+    def checksum_table(self) -> Any | None:
+        """The parsed sample checksum table (``moov/udta/bzsc``, see :mod:`bzna_boxes.layout`), or
+        None when the file has none; a ``BoxError`` when it is malformed."""
+        from . import layout
+        from .boxes.core import parse_box
+
+        path = f"moov/{layout.CHECKSUMS_PATH}"
+        where = self.find_box(path)
+        if where is None:
+            return None
+        return parse_box(self._require_view(), where.offset, where.end, 0, path, 2)[0]
 
     def track(self, name_or_id: str | int) -> Track:
         """The first track whose hdlr name (str) or track_id (int) matches; ``KeyError`` if none."""

@@ -36,7 +36,6 @@ import numpy as np
 
 from . import layout
 from .atomic import atomic_file, check_not_an_input
-from .boxes import parse_box
 from .checksum import ALGORITHMS, file_checksums
 from .dataset import MissingSampleError, _read_targets, inner_image, inner_tracks
 from .errors import BoxError, DecoderUnavailable
@@ -200,8 +199,7 @@ def _check_checksums(report: Report, file: BznaFile, names) -> None:
     """Every sample the checksum table covers against its checksum; one problem per damaged sample index."""
     path = f"moov/{layout.CHECKSUMS_PATH}"
     try:
-        where = file.find_box(path)
-        box = parse_box(file.buffer, where.offset, where.end, 0, path, 2)[0] if where is not None else None
+        box = file.checksum_table()
     except BoxError as exc:
         report.add_error("checksum", exc, "the checksum table cannot be read: ")
         return

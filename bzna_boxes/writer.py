@@ -32,7 +32,7 @@ import numpy as np
 
 from . import layout
 from .atomic import OutputLock, check_not_an_input, publish_together, remove_quietly, temporary_beside
-from .boxes import Box, Boxes, find, parse_box
+from .boxes import Box, Boxes, find
 from .checksum import CRC32C, file_checksums
 from .errors import BoxError
 
@@ -728,12 +728,8 @@ class _Shard:
     def _read_checksums(self, file: "BznaFile", tracks: dict, count: int) -> tuple[np.ndarray, ...] | None:
         """The checksums of the input, video, target and filename samples (``udta/bzsc``), or None
         when the file has none, or none in the algorithm this library writes."""
-        path = f"moov/{layout.CHECKSUMS_PATH}"
-        where = file.find_box(path)
-        if where is None:
-            return None
-        box = parse_box(file.buffer, where.offset, where.end, 0, path, 2)[0]
-        if box.algorithm != layout.CHECKSUM_ALGORITHM or box.checksum_size != layout.CHECKSUM_SIZE:
+        box = file.checksum_table()
+        if box is None or box.algorithm != layout.CHECKSUM_ALGORITHM or box.checksum_size != layout.CHECKSUM_SIZE:
             return None
         by_id = {int(entry.track_id): entry.checksums for entry in box.entries}
         sums = []
@@ -744,7 +740,7 @@ class _Shard:
             table = by_id.get(tracks[name].track_id)
             if table is None or len(table) != count:
                 found = "none" if table is None else f"{len(table)}"
-                raise BoxError(f"the checksum table has {found} checksums for the {count} samples of {name}", offset=where.offset, path=path)
+                raise BoxError(f"the checksum table has {found} checksums for the {count} samples of {name}", offset=box._offset, path=f"moov/{layout.CHECKSUMS_PATH}")
             sums.append(np.asarray(table).astype(np.uint32))
         return tuple(sums)
 
