@@ -21,8 +21,6 @@ alive, else when the last one is released.
 
 from __future__ import annotations
 
-import builtins
-import mmap
 import os
 import struct
 import threading
@@ -31,6 +29,7 @@ from typing import Any, Iterator, NamedTuple
 import numpy as np
 
 from .errors import BoxError
+from .storage import LocalStorage, Storage
 
 __all__ = ["BznaFile", "Track", "TopBox", "FileChangedError", "open"]
 
@@ -384,12 +383,6 @@ class _Budget:
         self.left -= need
 
 
-def _stored_bytes(stat: os.stat_result) -> int | None:
-    """Bytes the file occupies on disk (less than its size when it has holes); None when unknown."""
-    blocks = getattr(stat, "st_blocks", 0)
-    return blocks * 512 if blocks else None
-
-
 class Track:
     """One track's samples: ``offsets`` (uint64, absolute), ``sizes`` (uint32), ``track[i]`` -> memoryview.
 
@@ -453,20 +446,24 @@ class Track:
 
 
 class _State:
-    """What an open file holds: the map, its view and the index."""
+    """What an open file holds: its storage, the whole-file view where it maps, and the index."""
 
-    __slots__ = ("mm", "view", "size", "boxes", "tracks", "moov", "spans", "warnings", "identity")
+    __slots__ = ("storage", "view", "size", "boxes", "tracks", "moov", "spans", "warnings")
 
-    def __init__(self, mm, view, size, boxes, tracks, moov, spans, warnings, identity):
+    def __init__(self, storage, view, size, boxes, tracks, moov, spans, warnings):
+        self.storage = storage
         self.spans = spans
         self.warnings = warnings
-        self.identity = identity
-        self.mm = mm
         self.view = view
         self.size = size
         self.boxes = boxes
         self.tracks = tracks
         self.moov = moov
+
+    @property
+    def mm(self):
+        """The local map (readers still reaching for it are moving to :attr:`storage`)."""
+        return self.storage._map
 
 
 class BznaFile:
@@ -505,27 +502,18 @@ class BznaFile:
                 return self._state
             if self._closed:
                 raise ValueError(f"{self._path}: the file is closed")
-            with builtins.open(self._path, "rb") as f:
-                stat = os.fstat(f.fileno())
-                size = stat.st_size
-                if size == 0:
-                    raise BoxError("the file is empty", offset=0)
-                head = f.read(16)
-                _check_signature(head)
-                mm = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ)
-            view = memoryview(mm)
+            storage = LocalStorage(self._path)
             try:
-                boxes, tracks, moov, spans, warnings = _index(self, view, _Budget(size, _stored_bytes(stat)), self._check_bounds)
+                _check_signature(storage.read(0, min(16, storage.size)))
+                view = storage.buffer
+                boxes, tracks, moov, spans, warnings = _index(self, view, _Budget(storage.size, storage.stored_bytes), self._check_bounds)
             except BaseException:
-                view.release()
-                try:
-                    mm.close()
-                except BufferError:
-                    pass  # the traceback's frames still hold views; the map goes with them
+                view = None
+                storage.close()
                 raise
-            if moov is not None and hasattr(mm, "madvise"):
-                _drop_pages(mm, moov.offset, moov.size)
-            self._state = _State(mm, view, size, boxes, tracks, moov, spans, warnings, _identity(stat))
+            if moov is not None:
+                storage.drop_pages(moov.offset, moov.size)
+            self._state = _State(storage, view, storage.size, boxes, tracks, moov, spans, warnings)
             self._view = view
             return self._state
 
@@ -540,11 +528,7 @@ class BznaFile:
             self._closed = True
         if state is None:
             return
-        state.view.release()
-        try:
-            state.mm.close()
-        except BufferError:
-            pass  # a caller still holds a sample view; the map goes when the last one does
+        state.storage.close()
 
     @property
     def closed(self) -> bool:
@@ -567,6 +551,11 @@ class BznaFile:
     @property
     def path(self) -> str:
         return self._path
+
+    @property
+    def storage(self) -> Storage:
+        """What the file's bytes are read through (:mod:`bzna_boxes.storage`)."""
+        return self._load().storage
 
     @property
     def size(self) -> int:
@@ -621,18 +610,7 @@ class BznaFile:
         state = self._state
         if state is None:
             return None
-        try:
-            now = _identity(os.stat(self._path))
-        except FileNotFoundError:
-            return "it was removed"
-        dev, ino, size, mtime = state.identity
-        if now[:2] != (dev, ino):
-            return "it was replaced by another file (renamed over it)"
-        if now[2] != size:
-            return f"its size changed from {size:,} to {now[2]:,} bytes (rewritten in place)"
-        if now[3] != mtime:
-            return "it was modified in place"
-        return None
+        return state.storage.changed()
 
     def check_unchanged(self) -> None:
         """Raise :class:`FileChangedError` when :meth:`changed` finds a difference."""
@@ -690,11 +668,6 @@ class BznaFile:
         return f"<BznaFile {self._path!r} size={self._state.size} tracks={[t.name for t in self._state.tracks]}>"
 
 
-def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:
-    """What tells one file from another at the same path: device, inode, size, mtime (ns)."""
-    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns
-
-
 def _reopen(path: str) -> BznaFile:
     """A BznaFile that opens ``path`` on first use (what unpickling gives)."""
     file = BznaFile.__new__(BznaFile)
@@ -710,16 +683,6 @@ def _reopen(path: str) -> BznaFile:
 def open(path: str | os.PathLike) -> BznaFile:  # noqa: A001  (bzna_boxes.open, as the design names it)
     """Open an MP4 / .bzna file and index its samples (see :class:`BznaFile`)."""
     return BznaFile(path)
-
-
-def _drop_pages(mm: mmap.mmap, offset: int, size: int) -> None:
-    """Tell the kernel the moov pages can leave this process (the tables are copied out)."""
-    page = mmap.PAGESIZE
-    start = offset - offset % page
-    try:
-        mm.madvise(mmap.MADV_DONTNEED, start, offset + size - start)
-    except (OSError, ValueError, AttributeError):
-        pass
 
 
 # --- the index ------------------------------------------------------------------------------

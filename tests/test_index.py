@@ -354,7 +354,7 @@ def test_arrays_outlive_the_file_and_do_not_pin_the_map(tmp_path):
     tracks = file.tracks
     offsets = [t.offsets for t in tracks]
     entry = tracks[0].sample_entry
-    mm = file._state.mm
+    mm = file._state.storage._map
     file.close()
     assert mm.closed and file.closed  # nothing we handed out (arrays, entries) holds the map
     assert offsets[0][0] == 48 and entry.type == "avc1"
@@ -365,7 +365,7 @@ def test_arrays_outlive_the_file_and_do_not_pin_the_map(tmp_path):
 def test_close_with_a_sample_view_alive(tmp_path):
     file = bzna_boxes.open(MEDIA / "h264.mp4")
     view = file.tracks[0][0]
-    mm = file._state.mm
+    mm = file._state.storage._map
     file.close()  # does not raise: the view is the caller's
     assert not mm.closed and bytes(view[:4]) == (MEDIA / "h264.mp4").read_bytes()[48:52]
     del view
