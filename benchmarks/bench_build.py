@@ -51,8 +51,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bzna_boxes.cli import main as bzna  # noqa: E402
+from bzna_boxes.layout import THUMBNAIL_SIZE  # noqa: E402
 from bzna_boxes.encode import (  # noqa: E402
-    THUMBNAIL_SIZE,
     _resize,
     keep_freed_memory,
     load_rgb,
@@ -173,10 +173,11 @@ def profile_stages(sources: list, options: dict, out: Path) -> tuple[list[tuple[
     import cProfile
     import pstats
 
-    from bzna_boxes.build import _one_thread_each, encode_source
+    from bzna_boxes.build import encode_source
+    from bzna_boxes.encode import one_thread_each
     from bzna_boxes.writer import DatasetWriter
 
-    options = _one_thread_each(options)
+    options = one_thread_each(options)
     profiler = cProfile.Profile(time.process_time)
     with DatasetWriter(out, fsync=False) as writer:
         encode_source(sources[0], options)  # imports and first-call work, not profiled

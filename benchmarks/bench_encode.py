@@ -30,7 +30,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bzna_boxes import Box  # noqa: E402
+from bzna_boxes import Box, hevc  # noqa: E402
 from bzna_boxes.encode import (  # noqa: E402
     encode_image,
     load_rgb,
@@ -153,7 +153,7 @@ def bench_psnr(args) -> None:
                 ref = np.asarray(Image.fromarray(src).resize((frame.width, frame.height),
                                                              Image.Resampling.LANCZOS))
             ctx = av.CodecContext.create("hevc", "r")
-            (decoded,) = [*ctx.decode(av.Packet(frame.annexb())), *ctx.decode(None)]
+            (decoded,) = [*ctx.decode(av.Packet(hevc.to_annexb(frame))), *ctx.decode(None)]
             rgb = decoded.to_ndarray(format="rgb24")[: frame.height, : frame.width]
             print(f"{path.name:24s} {frame.width:4d}x{frame.height:<4d} {crf:4g} {len(frame.payload):7d} {thumb:6d} "
                   f"{psnr(luma(ref), luma(rgb)):8.2f} {psnr(ref, rgb):7.2f}")

@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from bzna_boxes import Box  # noqa: E402
+from bzna_boxes import Box, hevc  # noqa: E402
 from bzna_boxes.encode import encode_image  # noqa: E402
 from photos import photo_sources, varied_photos  # noqa: E402
 
@@ -147,7 +147,7 @@ def quality(frame, ref_rgb: np.ndarray) -> tuple[float, float, float]:
     import av
 
     ctx = av.CodecContext.create("hevc", "r")
-    (decoded,) = [*ctx.decode(av.Packet(frame.annexb())), *ctx.decode(None)]
+    (decoded,) = [*ctx.decode(av.Packet(hevc.to_annexb(frame))), *ctx.decode(None)]
     rgb = decoded.to_ndarray(format="rgb24")[: frame.height, : frame.width]
     ya, yb = luma(ref_rgb), luma(rgb)
     return psnr(ya, yb), psnr(ref_rgb.astype(np.float64), rgb.astype(np.float64)), ssim(ya, yb)

@@ -53,7 +53,6 @@ __all__ = [
     "sidecar_paths",
     "side_files",
     "check_outputs",
-    "run",
 ]
 
 MAX_LINE = 64 << 10
@@ -418,7 +417,9 @@ def _results(sources: Sequence[Source], workers: int, encode_options: dict[str, 
 
     Each worker is one core: x265 runs one thread in each (the bytes are the same).
     """
-    encode_options = _one_thread_each(encode_options)
+    from .encode import one_thread_each
+
+    encode_options = one_thread_each(encode_options)
     if workers <= 1:
         for source in sources:
             yield _encode_job(encode, source, encode_options)
@@ -450,20 +451,6 @@ def check_encode_options(encode_options: dict[str, Any]) -> None:
         encode_image(np.zeros((16, 16, 3), np.uint8), **encode_options)
     except Exception as exc:  # noqa: BLE001  (PyAV raises its own error types)
         raise BuildError(f"the encoder options {encode_options} do not work: {' '.join(str(exc).split())}") from exc
-
-
-def _one_thread_each(encode_options: dict[str, Any]) -> dict[str, Any]:
-    """The options with x265 held to one thread per process (the pool gives the parallelism).
-
-    x265's thread pool only spreads work (wavefront rows); it does not change the bitstream,
-    so the bytes equal those of a one-worker build. The caller's x265 parameters come after,
-    so they win.
-    """
-    user = encode_options.get("x265_params")
-    if isinstance(user, dict):
-        user = ":".join(f"{key}={value}" for key, value in user.items())
-    params = "pools=1:frame-threads=1" + (f":{user}" if user else "")
-    return {**encode_options, "x265_params": params}
 
 
 # --- building ---------------------------------------------------------------------------------
@@ -593,58 +580,3 @@ def build(
         classes=listing.classes,
         **encode_options,
     )
-
-
-# --- the command ------------------------------------------------------------------------------
-
-_DISTRIBUTED_OPTIONS = ("scheduler", "cluster", "shard_size", "work_dir", "resume")
-
-
-def run(args) -> int:
-    """``bzna build SRC OUT``."""
-    if args.shard_size is not None and args.shard_size < 1:
-        print(f"bzna build: --shard-size must be at least 1, not {args.shard_size}", file=sys.stderr)
-        return 2
-    if any(getattr(args, name, None) for name in _DISTRIBUTED_OPTIONS):
-        from .distributed import run as run_distributed  # the same sources and samples, on Dask
-
-        return int(run_distributed(args) or 0)
-    if args.max_short_side < 0:
-        print("bzna build: --max-short-side must be 0 (keep the size) or positive", file=sys.stderr)
-        return 2
-    if args.workers is not None and args.workers < 1:
-        print("bzna build: --workers must be at least 1", file=sys.stderr)
-        return 2
-    options: dict[str, Any] = {"max_short_side": args.max_short_side or None, "preset": args.preset}
-    if args.crf is not None:
-        options["crf"] = args.crf
-    if args.x265_params:
-        options["x265_params"] = args.x265_params
-    result = build(args.src, args.out, workers=args.workers, fail_fast=args.fail_fast, progress=False if args.quiet else None, **options)
-    _print_summary(result, args.workers or available_cores())
-    return 0
-
-
-def _print_summary(result: BuildResult, workers: int) -> None:
-    stored = result.count - len(result.failures)
-    rate = result.count / result.seconds if result.seconds else 0.0
-    per_image = result.bytes / stored if stored else 0
-    print(
-        f"wrote {result.path}: {result.count} samples ({len(result.failures)} missing), "
-        f"{result.bytes / 1e6:.1f} MB ({per_image / 1e3:.1f} kB per image), "
-        f"{result.seconds:.1f} s ({rate:.1f} images/s, {workers} worker{'s' if workers != 1 else ''})"
-    )
-    if result.classes_path:
-        print(f"classes: {result.classes_path}")
-    if result.failures:
-        count = len(result.failures)
-        print(f"{count} image{'s' if count != 1 else ''} could not be stored, see {result.report_path}:")
-        for index, filename, reason in result.failures[:5]:
-            print(f"  {index}  {_printable(filename)}  {_printable(reason)}")
-        if len(result.failures) > 5:
-            print(f"  ... and {len(result.failures) - 5} more")
-
-
-def _printable(text: str) -> str:
-    """``text`` with the undecodable bytes of a filename (surrogate escapes) shown as ``\\udcXX``."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")

@@ -32,7 +32,6 @@ from .build import (
     BuildError,
     Source,
     SourceList,
-    _one_thread_each,
     available_cores,
     build_sources,
     check_encode_options,
@@ -42,7 +41,7 @@ from .build import (
     sidecar_paths,
 )
 
-__all__ = ["ShardSpec", "DistributedBuildResult", "plan_shards", "build", "run"]
+__all__ = ["ShardSpec", "DistributedBuildResult", "plan_shards", "build"]
 
 MANIFEST_VERSION = 1
 DEFAULT_SHARD_TARGET = 1000
@@ -171,8 +170,9 @@ def _take_marker(path: str | None) -> bool:
 def build_shard(spec: ShardSpec) -> dict:
     """Encode and write one shard, check it, then write its manifest (runs on a Dask worker).
 
-    The encoder runs on one thread (x265 ``pools=1``): a worker process is one core's worth of
-    work, as in the local pool, and the bytes do not depend on it.
+    The encoder runs on one thread (x265 ``pools=1``, as :func:`~bzna_boxes.build.build_sources`
+    sets for one worker): a worker process is one core's worth of work, as in the local pool,
+    and the bytes do not depend on it.
     """
     if _take_marker(spec.fail_marker):
         raise RuntimeError(f"injected failure of shard {spec.index}")
@@ -185,7 +185,7 @@ def build_shard(spec: ShardSpec) -> dict:
         workers=1,
         progress=False,
         on_image=reporter,
-        **_one_thread_each(spec.encode_options),
+        **spec.encode_options,
     )
     if reporter is not None:
         reporter.flush()
@@ -432,67 +432,3 @@ def _run_shards(client, specs: list[ShardSpec], retries: int, bar, queue_name: s
         for future in pending:
             future.cancel()
         raise
-
-
-def _cluster_client(args):
-    """A client for ``bzna build``'s ``--scheduler`` / ``--cluster`` options, and the cluster to close (or None).
-
-    ``--cluster local`` gives ``(None, None)``: :func:`build` starts it once the sources are listed.
-    """
-    from distributed import Client
-
-    if args.scheduler:
-        return Client(args.scheduler), None
-    if args.cluster == "slurm":
-        from dask_jobqueue import SLURMCluster
-
-        cluster = SLURMCluster(
-            cores=args.cores_per_job,
-            processes=args.cores_per_job,
-            memory=args.memory,
-            walltime=args.walltime,
-            queue=args.queue,
-        )
-        cluster.scale(jobs=args.jobs)
-        return Client(cluster), cluster
-    return None, None
-
-
-def run(args) -> int:
-    """``bzna build SRC OUT --scheduler ADDRESS | --cluster local|slurm [--shard-size N] [--resume]``."""
-    options: dict[str, Any] = {"max_short_side": args.max_short_side or None, "preset": args.preset}
-    if args.crf is not None:
-        options["crf"] = args.crf
-    if args.x265_params:
-        options["x265_params"] = args.x265_params
-    client, cluster = _cluster_client(args)
-    try:
-        result = build(
-            args.src,
-            args.out,
-            client,
-            shard_size=args.shard_size,
-            work_dir=args.work_dir,
-            resume=args.resume,
-            fail_fast=args.fail_fast,
-            progress=False if args.quiet else None,
-            workers=args.workers,
-            **options,
-        )
-    finally:
-        if client is not None:
-            client.close()
-        if cluster is not None:
-            cluster.close()
-    stored = result.count - len(result.failures)
-    rate = result.count / result.seconds if result.seconds else 0.0
-    print(
-        f"wrote {result.path}: {result.count} samples ({len(result.failures)} missing) from {result.shards} shards "
-        f"({len(result.built)} built, {len(result.reused)} reused), {result.bytes / 1e6:.1f} MB, "
-        f"{result.seconds:.1f} s ({rate:.1f} images/s; merge {result.merge_seconds:.1f} s)"
-    )
-    if result.classes_path:
-        print(f"classes: {result.classes_path}")
-    if result.failures:
-        print(f"{len(result.failures)} image(s) could not be stored, see {result.report_path}")
-    return 0 if stored or not result.count else 1

@@ -34,7 +34,7 @@ and chroma repeated 2x2::
     R = y + 1.402 v;  G = y - 0.344136 u - 0.714136 v;  B = y + 1.772 u
 
 Parameter sets and SEI: libx265 is opened with the global-header flag, so VPS, SPS and
-PPS come in the codec's extradata (Annex B) and go into :attr:`EncodedFrame.hvcc`
+PPS come in the codec's extradata (Annex B) and go into :attr:`EncodedImage.hvcc`
 (the ``hvcC`` record of an ``hvc1`` sample entry), never into the payload. x265's
 "info" SEI (a 2.3 KB user-data SEI holding the x265 version and its whole command line,
 which FFmpeg would copy into every ``hvcC``) is turned off (``info=0``): the ``hvcC``
@@ -66,6 +66,8 @@ from typing import TYPE_CHECKING, Union
 import numpy as np
 
 from . import hevc
+from .image import EncodedImage
+from .layout import FRAME_MULTIPLE, THUMBNAIL_SIZE
 
 if TYPE_CHECKING:  # pragma: no cover
     import os
@@ -75,12 +77,10 @@ __all__ = [
     "DEFAULT_CRF",
     "DEFAULT_PRESET",
     "DEFAULT_X265_PARAMS",
-    "FRAME_MULTIPLE",
-    "THUMBNAIL_SIZE",
-    "EncodedFrame",
     "EncodedSample",
     "encode_image",
     "encode_frame",
+    "one_thread_each",
     "load_rgb",
     "register_image_plugins",
     "pad_to_multiple",
@@ -101,8 +101,6 @@ no psycho-visual rate-distortion (it spends bits on texture that PSNR does not r
 time), sign-bit hiding and 64x64 coding tree units (each saves bits for almost no time),
 rate-distortion level 1 (about 6 % faster than ultrafast's 2 at the same bytes and PSNR).
 """
-FRAME_MULTIPLE = 512
-THUMBNAIL_SIZE = 512
 
 # x265 parameters always given, before the caller's (x265 applies them in order, so
 # the caller's win): quiet, no "info" SEI, parameter sets only in the extradata, and
@@ -114,57 +112,11 @@ _BASE_X265_PARAMS = (
 
 
 @dataclass(frozen=True)
-class EncodedFrame:
-    """One H.265 picture in MP4 form, with what its sample entry needs.
-
-    ``payload`` is the MP4 sample: length-prefixed NAL units (4-byte lengths), without
-    parameter sets. ``hvcc`` holds the :func:`bzna_boxes.hevc.hvcc_fields` of its
-    parameter sets. ``frame_width`` x ``frame_height`` is the coded size (multiples of
-    512; 512x512 for thumbnails); ``width`` x ``height`` the picture without padding,
-    at the top left of the frame (the clean aperture).
-    """
-
-    payload: bytes
-    hvcc: dict
-    frame_width: int
-    frame_height: int
-    width: int
-    height: int
-
-    @property
-    def padding_width(self) -> int:
-        return self.frame_width - self.width
-
-    @property
-    def padding_height(self) -> int:
-        return self.frame_height - self.height
-
-    def clap(self) -> dict:
-        """The ``clap`` box fields (seed layout: the offsets are minus the padding, over 2)."""
-        return {
-            "clean_aperture_width_n": self.width,
-            "clean_aperture_width_d": 1,
-            "clean_aperture_height_n": self.height,
-            "clean_aperture_height_d": 1,
-            "horiz_off_n": -self.padding_width,
-            "horiz_off_d": 2,
-            "vert_off_n": -self.padding_height,
-            "vert_off_d": 2,
-        }
-
-    def annexb(self) -> bytes:
-        """The picture as an Annex B stream: the ``hvcc`` NAL units, then the payload's."""
-        from .decode.annexb import sample_to_annexb
-
-        return bytes(sample_to_annexb(self.payload, self.hvcc))
-
-
-@dataclass(frozen=True)
 class EncodedSample:
     """The image frame and, when the image does not fit 512x512, its thumbnail frame."""
 
-    image: EncodedFrame
-    thumbnail: EncodedFrame | None
+    image: EncodedImage
+    thumbnail: EncodedImage | None
 
 
 # ---------------------------------------------------------------------------
@@ -264,6 +216,20 @@ def x265_options(
     return {"crf": f"{crf:g}", "preset": DEFAULT_PRESET if preset is None else preset, "x265-params": params}
 
 
+def one_thread_each(encode_options: dict[str, object]) -> dict[str, object]:
+    """:func:`encode_image` options with x265 held to one thread (a pool of processes gives the parallelism).
+
+    x265's thread pool only spreads work (wavefront rows); it does not change the bitstream,
+    so the bytes equal those of a one-worker build. The caller's x265 parameters come after,
+    so they win.
+    """
+    user = encode_options.get("x265_params")
+    if isinstance(user, dict):
+        user = ":".join(f"{key}={value}" for key, value in user.items())
+    params = "pools=1:frame-threads=1" + (f":{user}" if user else "")
+    return {**encode_options, "x265_params": params}
+
+
 def rgb_to_yuv420p(rgb: np.ndarray):
     """An H x W x 3 uint8 RGB array (W, H even) as a PyAV ``yuv420p`` frame, as encoded here.
 
@@ -320,7 +286,7 @@ def _hvcc_of(extradata: bytes) -> dict:
     return fields
 
 
-def encode_frame(frame_rgb: np.ndarray, width: int, height: int, **options) -> EncodedFrame:
+def encode_frame(frame_rgb: np.ndarray, width: int, height: int, **options) -> EncodedImage:
     """Encode one already padded H x W x 3 uint8 frame as an H.265 intra picture.
 
     ``width`` and ``height`` give the picture inside the frame (the clean aperture);
@@ -329,7 +295,7 @@ def encode_frame(frame_rgb: np.ndarray, width: int, height: int, **options) -> E
     return _encode_yuv(rgb_to_yuv420p(frame_rgb), width, height, options)
 
 
-def _encode_yuv(frame, width: int, height: int, options: dict) -> EncodedFrame:
+def _encode_yuv(frame, width: int, height: int, options: dict) -> EncodedImage:
     """Encode a padded ``yuv420p`` PyAV frame (see :func:`encode_frame`)."""
     import av
     from av.codec.context import Flags
@@ -354,7 +320,7 @@ def _encode_yuv(frame, width: int, height: int, options: dict) -> EncodedFrame:
         for nal in hevc.split_annexb(packets[0])
         if hevc.nal_unit_type(nal) not in hevc.PARAMETER_SET_TYPES
     )
-    return EncodedFrame(payload, fields, frame_width, frame_height, width, height)
+    return EncodedImage(payload, fields, frame_width, frame_height, width, height)
 
 
 def encode_image(

@@ -9,7 +9,8 @@ Pure Python (no PyAV). Two framings of the same NAL units meet in this library:
   on ``length_size_minus_one + 1`` bytes (4 here). The parameter sets (VPS, SPS, PPS)
   live in the ``hvcC`` box of the sample entry, not in the samples.
 
-:func:`hvcc_fields` computes the field values of the HEVCDecoderConfigurationRecord
+:func:`sample_to_annexb` turns an MP4 sample and its hvcC into the Annex B access unit
+decoders read (:func:`to_annexb` for a picture). :func:`hvcc_fields` computes the field values of the HEVCDecoderConfigurationRecord
 (ISO/IEC 14496-15 §8.3.3) the way FFmpeg's ``ff_isom_write_hvcc``
 (libavformat/hevc.c) does, so that the record we write equals, byte for byte, the one
 FFmpeg's mp4 muxer writes for the same parameter sets with the ``hvc1`` sample entry.
@@ -19,9 +20,12 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable, Sequence
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, Mapping, NamedTuple
 
 from .errors import BoxError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .image import EncodedImage
 
 __all__ = [
     "VPS",
@@ -32,11 +36,16 @@ __all__ = [
     "SUFFIX_SEI",
     "PARAMETER_SET_TYPES",
     "HevcError",
+    "START_CODE",
     "split_annexb",
+    "join_annexb",
     "to_annexb",
+    "sample_to_annexb",
     "nal_unit_type",
     "to_length_prefixed",
     "from_length_prefixed",
+    "nal_spans",
+    "NAL_HEADER_SIZE",
     "hvcc_fields",
     "hvcc_fields_from_annexb",
     "VideoSignal",
@@ -51,6 +60,10 @@ AUD = 35
 PREFIX_SEI = 39
 SUFFIX_SEI = 40
 PARAMETER_SET_TYPES = frozenset((VPS, SPS, PPS))
+START_CODE = b"\x00\x00\x00\x01"
+"""The 4-byte Annex B start code this library writes."""
+NAL_HEADER_SIZE = 2
+"""Bytes of an H.265 NAL unit header: a shorter NAL unit is malformed."""
 _NAMES = {VPS: "VPS", SPS: "SPS", PPS: "PPS", PREFIX_SEI: "prefix SEI", SUFFIX_SEI: "suffix SEI"}
 
 _UNSPECIFIED = 2  # colour description code "unspecified" (ITU-T H.273)
@@ -93,9 +106,9 @@ def split_annexb(data: bytes) -> list[bytes]:
         pos = nxt + 3
 
 
-def to_annexb(nals: Iterable[bytes]) -> bytes:
-    """Join NAL units into an Annex B stream with 4-byte start codes."""
-    return b"".join(b"\x00\x00\x00\x01" + bytes(nal) for nal in nals)
+def join_annexb(nals: Iterable[bytes]) -> bytes:
+    """Join NAL units into an Annex B stream with 4-byte start codes (the inverse of :func:`split_annexb`)."""
+    return b"".join(START_CODE + bytes(nal) for nal in nals)
 
 
 def nal_unit_type(nal: bytes) -> int:
@@ -136,6 +149,112 @@ def from_length_prefixed(data: bytes, length_size: int = 4) -> list[bytes]:
         nals.append(bytes(data[pos : pos + size]))
         pos += size
     return nals
+
+
+def nal_spans(payload: memoryview, length_size: int) -> list[tuple[int, int]]:
+    """The ``(start, end)`` byte ranges of the NAL units of a length-prefixed MP4 sample.
+
+    Raises :class:`BoxError` (offset within the sample) for a truncated length, a NAL unit
+    running past the end of the sample or one shorter than its 2-byte header.
+    """
+    if length_size not in (1, 2, 4):
+        raise BoxError(f"NAL unit lengths of {length_size} bytes: hvcC allows 1, 2 or 4", path="hvcC")
+    size = len(payload)
+    spans = []
+    pos = 0
+    while pos < size:
+        start = pos + length_size
+        if start > size:
+            raise BoxError(
+                f"truncated NAL unit length: {size - pos} bytes left of a {size}-byte sample, "
+                f"{length_size} needed",
+                offset=pos,
+                path="sample",
+            )
+        nal_size = int.from_bytes(payload[pos:start], "big")
+        end = start + nal_size
+        if end > size:
+            raise BoxError(
+                f"NAL unit of {nal_size} bytes runs past the end of the {size}-byte sample "
+                f"({size - start} bytes left)",
+                offset=pos,
+                path="sample",
+            )
+        if nal_size < NAL_HEADER_SIZE:
+            raise BoxError(f"NAL unit of {nal_size} bytes is shorter than its 2-byte header", offset=pos, path="sample")
+        spans.append((start, end))
+        pos = end
+    return spans
+
+
+# ---------------------------------------------------------------------------
+# MP4 samples to Annex B, as decoders read them
+#
+# An ``hvc1`` sample holds its NAL units each preceded by a big-endian length of 1, 2 or 4
+# bytes (hvcC's ``length_size_minus_one`` + 1, ISO/IEC 14496-15 §8.3.3); its parameter sets
+# live in the ``hvcC`` record. NVDEC and FFmpeg's raw ``hevc`` parser read Annex B instead:
+# :func:`sample_to_annexb` writes, like FFmpeg's ``hevc_mp4toannexb`` bitstream filter on an
+# IRAP picture, the NAL units of the hvcC arrays in record order (VPS, SPS, PPS, SEI), then
+# those of the sample, each after :data:`START_CODE`. It walks the NAL lengths (one
+# ``int.from_bytes`` per NAL unit, no loop over bytes) and copies each unit once into one
+# preallocated buffer.
+
+def _parameter_sets(hvcc: Mapping[str, Any]) -> list[bytes | memoryview]:
+    """The NAL units of every hvcC array, in record order."""
+    try:
+        arrays = hvcc["arrays"]
+        nals = [nal for array in arrays for nal in array["nalus"]]
+    except (KeyError, TypeError) as exc:
+        raise BoxError(f"hvcC record without NAL unit arrays ({exc!r})", path="hvcC") from exc
+    for index, nal in enumerate(nals):
+        if len(nal) < NAL_HEADER_SIZE:
+            raise BoxError(f"hvcC NAL unit {index} has {len(nal)} bytes, fewer than its 2-byte header", path="hvcC")
+    return nals
+
+
+def _length_size(hvcc: Mapping[str, Any]) -> int:
+    try:
+        return int(hvcc["length_size_minus_one"]) + 1
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BoxError(f"hvcC record without a usable length_size_minus_one ({exc!r})", path="hvcC") from exc
+
+
+def sample_to_annexb(payload: bytes | bytearray | memoryview, hvcc: Mapping[str, Any]) -> bytearray:
+    """One MP4 sample and its hvcC record as an Annex B access unit (parameter sets first).
+
+    Returns the one buffer it fills (a ``bytearray``, usable wherever ``bytes`` are).
+    """
+    view = memoryview(payload)
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    parameter_sets = _parameter_sets(hvcc)
+    spans = nal_spans(view, _length_size(hvcc))
+    return _join(parameter_sets, view, spans)
+
+
+def to_annexb(image: "EncodedImage") -> bytearray:
+    """The Annex B access unit of a picture (:class:`~bzna_boxes.image.EncodedImage`): hvcC NALs, then the sample's.
+
+    What NVDEC and FFmpeg's ``hevc`` decoder read; see :func:`sample_to_annexb`.
+    """
+    return sample_to_annexb(image.payload, image.hvcc)
+
+
+def _join(parameter_sets: Iterable[bytes | memoryview], payload: memoryview, spans: list[tuple[int, int]]) -> bytearray:
+    parameter_sets = list(parameter_sets)
+    total = sum(len(START_CODE) + len(nal) for nal in parameter_sets)
+    total += sum(len(START_CODE) + end - start for start, end in spans)
+    out = bytearray(total)
+    pos = 0
+    for nal in parameter_sets:
+        out[pos : pos + 4] = START_CODE
+        out[pos + 4 : pos + 4 + len(nal)] = nal
+        pos += 4 + len(nal)
+    for start, end in spans:
+        out[pos : pos + 4] = START_CODE
+        out[pos + 4 : pos + 4 + end - start] = payload[start:end]
+        pos += 4 + end - start
+    return out
 
 
 # ---------------------------------------------------------------------------

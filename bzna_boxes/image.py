@@ -1,8 +1,8 @@
-"""An encoded image as the reader hands it to the decoders: H.265 payload, hvcC, sizes, clap."""
+"""One encoded H.265 picture, as the encoder makes it and the reader hands it to the decoders."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import TYPE_CHECKING, Any, Mapping
 
@@ -45,22 +45,47 @@ class CleanAperture:
 
 @dataclass(frozen=True)
 class EncodedImage:
-    """One H.265 picture of a .bzna sample, ready for a decoder.
+    """One H.265 picture of a .bzna sample: what :func:`~bzna_boxes.encode.encode_image` makes,
+    what :meth:`~bzna_boxes.dataset.Sample.image` reads, what the decoders take.
 
-    ``payload`` is the MP4 sample (length-prefixed NAL units, ``length_size`` bytes each), a
-    zero-copy view of the file; ``hvcc`` the parsed ``hvcC`` box (parameter sets in ``arrays``);
-    ``frame_width`` x ``frame_height`` the coded size (sample entry); ``width`` x ``height`` the
-    display size (tkhd); ``clean_aperture`` the rectangle to crop (the image without padding).
+    ``payload`` is the MP4 sample (length-prefixed NAL units, ``length_size`` bytes each, no
+    parameter sets): ``bytes`` from the encoder, a zero-copy view of the file from a reader;
+    ``hvcc`` the ``hvcC`` field values (parameter sets in ``arrays``); ``frame_width`` x
+    ``frame_height`` the coded size (sample entry); ``width`` x ``height`` the picture without
+    padding (tkhd); ``clean_aperture`` the rectangle to crop. Without one, it is the layout's
+    (:func:`bzna_boxes.layout.clean_aperture`: the picture at the top left of the frame).
+    It is a :class:`bzna_boxes.layout.Frame`.
     """
 
-    payload: memoryview
+    payload: bytes | memoryview
     hvcc: Mapping[str, Any]
     frame_width: int
     frame_height: int
     width: int
     height: int
-    clean_aperture: CleanAperture
+    clean_aperture: CleanAperture = field(default=None)  # type: ignore[assignment]  # set in __post_init__
     codec: str = "hvc1"
+
+    def __post_init__(self) -> None:
+        if self.clean_aperture is None:
+            aperture = CleanAperture.from_clap(self.clap(), self.frame_width, self.frame_height)
+            object.__setattr__(self, "clean_aperture", aperture)
+
+    @property
+    def padding_width(self) -> int:
+        """Columns of padding right of the picture (the layout pads to :data:`~bzna_boxes.layout.FRAME_MULTIPLE`)."""
+        return self.frame_width - self.width
+
+    @property
+    def padding_height(self) -> int:
+        """Rows of padding below the picture."""
+        return self.frame_height - self.height
+
+    def clap(self) -> dict[str, int]:
+        """The field values of the ``clap`` box the layout writes for this picture (:func:`bzna_boxes.layout.clean_aperture`)."""
+        from .layout import clean_aperture
+
+        return {name: value for name, value in clean_aperture(self).items() if name != "type"}
 
     @property
     def video_signal(self) -> "VideoSignal":
@@ -69,9 +94,8 @@ class EncodedImage:
         The SPS is looked for in ``hvcc``, then in the payload (``hev1`` streams may carry their
         parameter sets in band only); without one, the defaults (unspecified, limited range).
         """
-        from .decode.annexb import nal_spans
         from .errors import BoxError
-        from .hevc import SPS, HevcError, VideoSignal, video_signal
+        from .hevc import SPS, HevcError, VideoSignal, nal_spans, video_signal
 
         for array in self.hvcc.get("arrays", ()):
             if array["nal_unit_type"] == SPS and array["nalus"]:

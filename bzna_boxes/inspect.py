@@ -9,9 +9,7 @@ raw and unknown boxes show only their length.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from typing import Any, Iterator, Mapping
 
 import numpy as np
@@ -20,7 +18,7 @@ from .boxes import Boxes, lookup
 from .boxes.movie import UNITY_MATRIX
 from .errors import BoxError
 
-__all__ = ["run", "inspect_boxes", "box_summary", "format_text"]
+__all__ = ["inspect_file", "inspect_boxes", "box_summary", "format_text"]
 
 HEX_PREFIX = 16
 """Bytes shown in hex before a byte string is cut short (JSON); text shows half of that."""
@@ -32,35 +30,19 @@ _HIDDEN_IN_TEXT = ("reserved", "pre_defined")
 _NAL_TYPES = {32: "VPS", 33: "SPS", 34: "PPS", 39: "prefix SEI", 40: "suffix SEI"}
 
 
-def run(args: argparse.Namespace) -> int:
-    """Entry point of ``bzna inspect FILE [--depth N] [--json] [--type FOURCC] [--entries K]``."""
-    for option, value in (("--depth", args.depth), ("--entries", args.entries)):
-        if value is not None and value < (1 if option == "--depth" else 0):
-            print(f"bzna inspect: {option} must be at least {1 if option == '--depth' else 0}", file=sys.stderr)
-            return 2
-    path = os.fspath(args.file)
+def inspect_file(path: str | os.PathLike, *, depth: int | None = None, types=None, entries: int = 3) -> tuple[list[dict], list]:
+    """The summaries of the boxes of the file at ``path`` (:func:`inspect_boxes`) and what reading it tolerated.
+
+    Each warning (:class:`~bzna_boxes.boxes.BoxWarning`) is also attached to its box's summary.
+    """
+    path = os.fspath(path)
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         raise BoxError(f"{path} is empty: an MP4 file holds at least one box", offset=0)
     tree = Boxes.parse_file(path)
-    nodes = inspect_boxes(tree, depth=args.depth, types=args.types, entries=args.entries)
+    nodes = inspect_boxes(tree, depth=depth, types=types, entries=entries)
     warnings = list(getattr(tree, "warnings", ()))
     _attach_warnings(nodes, warnings)
-    if args.json:
-        import json
-
-        text = json.dumps(nodes, indent=1) + "\n"
-        for warning in warnings:  # the JSON lists them under their boxes; stderr shows them all
-            print(f"bzna inspect: warning: {warning}", file=sys.stderr)
-    else:
-        lines = list(format_text(nodes, flat=bool(args.types)))
-        lines += [f"warning: {warning}" for warning in warnings]
-        text = "".join(line + "\n" for line in lines)
-    try:
-        sys.stdout.write(text)
-        sys.stdout.flush()
-    except BrokenPipeError:  # `bzna inspect big.bzna | head`: stop quietly
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+    return nodes, warnings
 
 
 def inspect_boxes(tree, *, depth: int | None = None, types=None, entries: int = 3) -> list[dict]:

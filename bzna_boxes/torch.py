@@ -31,8 +31,9 @@ import torch
 import torch.nn.functional as F
 
 from . import layout
-from .decode import CpuDecoder, NvdecDecoder, log_once
-from .decode.nvdec import NVDEC_THREADS, current_cuda_device
+from .build import available_cores
+from .decode import CpuDecoder, Decoder, NvdecDecoder, log_once, resolve_device
+from .decode.nvdec import NVDEC_THREADS
 from .errors import DecoderUnavailable
 
 __all__ = ["Loader", "ImageDataset", "random_resized_crop_box", "sample_generator"]
@@ -42,40 +43,16 @@ log = logging.getLogger(__name__)
 TRANSFORMS = ("resize", "random_resized_crop", "eval")
 
 
-def _cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
-
-
 def default_threads(decoder: Any) -> int:
     """Decoding threads by default: :data:`~bzna_boxes.decode.nvdec.NVDEC_THREADS` for NVDEC
     (a GPU has a few engines, and each thread holds a session), else every core."""
-    return NVDEC_THREADS if isinstance(decoder, NvdecDecoder) else _cores()
+    return NVDEC_THREADS if isinstance(decoder, NvdecDecoder) else available_cores()
 
 
-def resolve_device(device: Any) -> torch.device:
-    """``"cpu"``, ``"cuda:N"`` as given, and ``"auto"``/``"cuda"`` as the current CUDA device.
-
-    The current device is the calling thread's (``torch.cuda.current_device()``): under
-    ``torchrun`` each rank sets it with ``torch.cuda.set_device(LOCAL_RANK)``, so each rank
-    gets its own GPU. ``"auto"`` stays ``"auto"`` when torch sees no GPU (``cuda:0`` is only tried).
-    """
-    name = str(device)
-    if name == "cpu":
-        return torch.device("cpu")
-    if name != "auto" and not name.startswith("cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', not {device!r}")
-    if name in ("auto", "cuda"):
-        return current_cuda_device()
-    return torch.device(name)
-
-
-def _open(device: Any) -> tuple[CpuDecoder | NvdecDecoder, torch.device]:
+def _open(device: Any) -> tuple[Decoder, torch.device]:
     """The decoder for ``device`` and the device batches live on (see :class:`Loader`)."""
     name = str(device)
-    target = resolve_device(device)
+    target = torch.device(resolve_device(device))
     if target.type == "cpu":
         return CpuDecoder(), target
     try:
@@ -657,8 +634,8 @@ class ImageDataset(torch.utils.data.Dataset):
         self.track = track
         self.transform = transform
         self.target_transform = target_transform
-        self.device = resolve_device(device)
-        self._decoder: CpuDecoder | NvdecDecoder | None = None
+        self.device = torch.device(resolve_device(device))
+        self._decoder: Decoder | None = None
         self._targets = np.asarray(self.dataset.targets, dtype=np.int64) if hasattr(self.dataset, "targets") else None
 
     @property

@@ -26,7 +26,6 @@ samples the checksum table covers, and the pictures when decoding.
 from __future__ import annotations
 
 import os
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -35,13 +34,12 @@ from typing import Callable, Iterator
 import numpy as np
 
 from . import layout
-from .atomic import atomic_file, check_not_an_input
 from .checksum import ALGORITHMS, file_checksums
 from .dataset import MissingSampleError, _read_targets, inner_image, inner_tracks
 from .errors import BoxError, DecoderUnavailable
 from .index import BznaFile, sample_problems
 
-__all__ = ["Problem", "Report", "verify", "run", "run_extract", "extract"]
+__all__ = ["Problem", "Report", "verify", "extract"]
 
 _KEEP = 1000
 """Problems of each kind kept with their message (the rest are only counted)."""
@@ -437,31 +435,6 @@ def _check_decode(report: Report, file: BznaFile, inputs, names, progress: Calla
     report.summary.append(f"pictures: {decoded:,} decoded on the CPU in {seconds:.1f} s{rate}" + (f", {failed:,} failed" if failed else ""))
 
 
-def _progress_factory(quiet: bool, asked: bool) -> Callable:
-    """A tqdm wrapper on stderr when it is a terminal (or when asked), for 1,000 samples or more."""
-    if quiet or not (asked or sys.stderr.isatty()):
-        return lambda iterable, total: iterable
-
-    def wrap(iterable, total):
-        if total < 1000 and not asked:
-            return iterable
-        from tqdm import tqdm
-
-        return tqdm(iterable, total=total, unit="sample", desc="inner samples", file=sys.stderr, mininterval=0.5)
-
-    return wrap
-
-
-def run(args) -> int:
-    """``bzna verify FILE``: print the summary and the problems; 1 when there are any."""
-    if not os.path.exists(args.file):
-        raise FileNotFoundError(f"{args.file}: no such file")
-    progress = _progress_factory(getattr(args, "quiet", False), getattr(args, "progress", False))
-    report = verify(args.file, num_classes=args.num_classes, inner=not args.no_inner, decode=args.decode, progress=progress)
-    print(report.format(args.max_problems))
-    return 0 if report.ok else 1
-
-
 # --- extract --------------------------------------------------------------------------------
 
 
@@ -479,7 +452,7 @@ def extract(path: str | os.PathLike, index: int, track: str | None = None) -> by
             start, size = int(outer.offsets[index]), int(outer.sizes[index])
             if not size:
                 raise MissingSampleError(f"sample {index} is missing (its {layout.INPUT_TRACK} sample is empty): it has no image")
-            from .decode.annexb import to_annexb
+            from .hevc import to_annexb
 
             image = inner_image(file.buffer, start, start + size, track, f"{layout.INPUT_TRACK}[{index}]")
             data = bytes(to_annexb(image))
@@ -496,24 +469,3 @@ def _check_index(index: int, track) -> int:
     if not -len(track) <= index < len(track):
         raise IndexError(f"sample index {index} out of range: {_label(track)} has {len(track):,} samples")
     return index % len(track)
-
-
-def _write_atomically(path: str, data: bytes) -> None:
-    """Write ``data`` under a temporary name beside ``path``, then rename it into place."""
-    with atomic_file(path) as f:
-        f.write(data)
-
-
-def run_extract(args) -> int:
-    """``bzna extract FILE INDEX [--track NAME] -o OUT``."""
-    check_not_an_input(args.output, [args.file])
-    try:
-        data = extract(args.file, args.index, args.track)
-    except (KeyError, IndexError, MissingSampleError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"bzna extract: {message}", file=sys.stderr)
-        return 1
-    _write_atomically(args.output, data)
-    what = "Annex B stream" if args.track in (layout.INPUT_TRACK, layout.THUMB_TRACK) else "sample"
-    print(f"wrote {len(data):,} bytes ({what}) to {args.output}")
-    return 0

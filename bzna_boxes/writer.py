@@ -39,7 +39,7 @@ from .errors import BoxError
 if TYPE_CHECKING:
     from .index import BznaFile, Track
 
-__all__ = ["DatasetWriter", "InnerSample", "concat", "run_concat"]
+__all__ = ["DatasetWriter", "InnerSample", "concat"]
 
 HEADER_AT = layout.FILE_TYPE_SIZE
 """Where the reserved mdat header starts: right after ftyp."""
@@ -841,10 +841,3 @@ def concat(
                 shard.close()
         writer.close(side_files)
         return len(writer)
-
-
-def run_concat(args) -> int:
-    """``bzna concat A.bzna B.bzna ... -o OUT.bzna``."""
-    count = concat(args.inputs, args.output)
-    print(f"wrote {args.output}: {count} samples from {len(args.inputs)} files")
-    return 0

@@ -13,7 +13,7 @@ import numpy as np
 
 from bzna_boxes import layout
 from bzna_boxes.dataset import Dataset
-from bzna_boxes.encode import EncodedFrame, EncodedSample, encode_image, load_rgb
+from bzna_boxes.encode import EncodedSample, encode_image, load_rgb
 from bzna_boxes.image import CleanAperture, EncodedImage
 from bzna_boxes.writer import DatasetWriter
 
@@ -29,8 +29,8 @@ def fixture_photographs() -> tuple[tuple[str, np.ndarray, EncodedSample], ...]:
     return tuple((name, rgb, encode_image(rgb, **FAST)) for name, rgb in images)
 
 
-def frame_image(frame: EncodedFrame) -> EncodedImage:
-    """The EncodedImage a reader gives for an encoded frame (clap from the layout's clap box)."""
+def frame_image(frame: EncodedImage) -> EncodedImage:
+    """The EncodedImage a reader gives for an encoded one: a view of its payload, the aperture parsed from the layout's clap box."""
     clap = layout.clean_aperture(frame)
     return EncodedImage(
         payload=memoryview(frame.payload),

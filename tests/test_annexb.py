@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bzna_boxes import BoxError, Boxes, find_all, hevc
-from bzna_boxes.decode.annexb import START_CODE, nal_spans, sample_to_annexb, to_annexb
+from bzna_boxes.hevc import START_CODE, nal_spans, sample_to_annexb, to_annexb
 from bzna_boxes.image import CleanAperture, EncodedImage
 
 from bzna_samples import REPO, build_dataset, fixture_photographs, frame_image, open_dataset

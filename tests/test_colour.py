@@ -22,7 +22,8 @@ from bzna_boxes import BoxError, hevc  # noqa: E402
 from bzna_boxes.decode import CpuDecoder  # noqa: E402
 from bzna_boxes.decode.colour import BT601_LIMITED, YuvToRgb, nv12_to_rgb, yuv_to_rgb  # noqa: E402
 from bzna_boxes.decode.cpu import frame_to_rgb  # noqa: E402
-from bzna_boxes.encode import EncodedFrame, EncodedSample, encode_image  # noqa: E402
+from bzna_boxes.encode import EncodedSample, encode_image  # noqa: E402
+from bzna_boxes.image import EncodedImage  # noqa: E402
 from bzna_boxes.writer import DatasetWriter  # noqa: E402
 
 from bzna_samples import frame_image, open_dataset  # noqa: E402
@@ -54,7 +55,7 @@ def psnr(a: np.ndarray, b: np.ndarray) -> float:
     return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
-def encode_lossless(rgb: np.ndarray, colourspace, full_range: bool, x265_vui: str, pix_fmt: str = "yuv420p") -> EncodedFrame:
+def encode_lossless(rgb: np.ndarray, colourspace, full_range: bool, x265_vui: str, pix_fmt: str = "yuv420p") -> EncodedImage:
     """One losslessly coded intra picture of ``rgb`` in this matrix and range, its VUI saying ``x265_vui``."""
     height, width = rgb.shape[:2]
     colour_range = ColorRange.JPEG if full_range else ColorRange.MPEG
@@ -73,7 +74,7 @@ def encode_lossless(rgb: np.ndarray, colourspace, full_range: bool, x265_vui: st
     payload = hevc.to_length_prefixed(
         nal for nal in hevc.split_annexb(packets[0]) if hevc.nal_unit_type(nal) not in hevc.PARAMETER_SET_TYPES
     )
-    return EncodedFrame(payload, hevc.hvcc_fields_from_annexb(bytes(context.extradata)), width, height, width, height)
+    return EncodedImage(payload, hevc.hvcc_fields_from_annexb(bytes(context.extradata)), width, height, width, height)
 
 
 def vui(matrix: str | None, full_range: bool) -> str:
@@ -127,7 +128,7 @@ def test_a_dataset_of_full_range_bt709_pictures_decodes_to_its_colours(tmp_path)
     """Through the writer and the reader: the hvcC that the dataset stores carries the VUI."""
     rgb = np.pad(smooth_picture(500, 300), ((0, 212), (0, 12), (0, 0)), mode="edge")
     frame = encode_lossless(rgb, Colorspace.ITU709, True, vui("bt709", True))
-    frame = EncodedFrame(frame.payload, frame.hvcc, 512, 512, 500, 300)
+    frame = EncodedImage(frame.payload, frame.hvcc, 512, 512, 500, 300)
     ours = encode_image(smooth_picture(), preset="ultrafast")
     with DatasetWriter(tmp_path / "other.bzna", fsync=False) as writer:
         writer.add(EncodedSample(frame, None), target=1, filename="bt709-full.png")
@@ -146,7 +147,7 @@ def test_parameter_sets_in_band_only_are_read_too(decoder):
     frame = encode_lossless(rgb, Colorspace.ITU709, True, vui("bt709", True))
     in_band = [nal for array in frame.hvcc["arrays"] for nal in array["nalus"]]
     slices = hevc.from_length_prefixed(frame.payload)
-    image = frame_image(EncodedFrame(hevc.to_length_prefixed(in_band + slices), {**frame.hvcc, "arrays": []}, 64, 48, 64, 48))
+    image = frame_image(EncodedImage(hevc.to_length_prefixed(in_band + slices), {**frame.hvcc, "arrays": []}, 64, 48, 64, 48))
     assert (image.video_signal.matrix_coefficients, image.video_signal.full_range) == (1, True)
     assert psnr(decoder.decode(image), rgb) >= 40
 

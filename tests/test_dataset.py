@@ -249,7 +249,7 @@ def test_the_quick_inner_reader_agrees_with_the_box_engine(photos):
 
 def test_an_inner_picture_decodes_with_ffmpeg(photos):
     av = pytest.importorskip("av", reason="PyAV decodes the picture")
-    from bzna_boxes.decode.annexb import to_annexb
+    from bzna_boxes.hevc import to_annexb
 
     path, _, encoded = photos
     image = Dataset(path)[5].image(layout.THUMB_TRACK)

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from bzna_boxes import hevc
+from bzna_boxes.image import EncodedImage
 from bzna_boxes.encode import (
     DEFAULT_CRF,
     DEFAULT_PRESET,
     DEFAULT_X265_PARAMS,
-    EncodedFrame,
     encode_frame,
     encode_image,
     keep_freed_memory,
@@ -36,10 +36,10 @@ def gradient(height: int, width: int) -> np.ndarray:
     return np.stack([x * 255 // max(width - 1, 1), y * 255 // max(height - 1, 1), (x + y) % 256], -1).astype(np.uint8)
 
 
-def decode(frame: EncodedFrame):
+def decode(frame: EncodedImage):
     """The picture decoded by FFmpeg's hevc decoder (PyAV)."""
     ctx = av.CodecContext.create("hevc", "r")
-    (decoded,) = [*ctx.decode(av.Packet(frame.annexb())), *ctx.decode(None)]
+    (decoded,) = [*ctx.decode(av.Packet(hevc.to_annexb(frame))), *ctx.decode(None)]
     return decoded
 
 

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bzna_boxes import Box, BoxError, hevc
-from bzna_boxes.decode.annexb import sample_to_annexb
+from bzna_boxes.hevc import sample_to_annexb
 
 av = pytest.importorskip("av")
 
@@ -119,7 +119,7 @@ def test_split_annexb_round_trip(nals, data):
         stream += data.draw(st.sampled_from([b"\x00\x00\x01", b"\x00\x00\x00\x01"])) + nal
         stream += b"\x00" * data.draw(st.integers(0, 2))  # trailing_zero_8bits
     assert hevc.split_annexb(stream) == nals
-    assert hevc.split_annexb(hevc.to_annexb(nals)) == nals
+    assert hevc.split_annexb(hevc.join_annexb(nals)) == nals
 
 
 @given(nals=st.lists(st.binary(max_size=300), max_size=8), length_size=st.sampled_from([2, 4]))
@@ -476,7 +476,7 @@ def test_hvcc_of_written_parameter_sets_equals_ffmpeg(p, second_sps):
         sps.append(write_sps(dict(p, vui=second_sps)))
     pps = [write_pps(*flags) for flags in p["pps"]]
     fields = hevc.hvcc_fields(vps, sps, pps)
-    mp4 = ffmpeg_mp4(hevc.to_annexb(vps + sps + pps), template_packet())
+    mp4 = ffmpeg_mp4(hevc.join_annexb(vps + sps + pps), template_packet())
     assert record_bytes(fields) == box_payload(mp4, b"hvcC")
 
 

@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from bzna_boxes import layout
-from bzna_boxes.decode import CpuDecoder, NvdecDecoder
+from bzna_boxes.decode import CpuDecoder, NvdecDecoder, resolve_device
 from bzna_boxes.decode import nvdec
 from bzna_boxes.encode import encode_image
-from bzna_boxes.torch import Loader, _StreamHandoff, default_threads, random_resized_crop_box, resize, resolve_device, sample_generator
+from bzna_boxes.torch import Loader, _StreamHandoff, default_threads, random_resized_crop_box, resize, sample_generator
 
 from bzna_samples import FAST, build_dataset, open_dataset
 from test_nvdec import needs_nvdec
@@ -191,11 +191,11 @@ def test_auto_and_cuda_mean_the_current_device_and_cuda_n_means_n(monkeypatch, d
     monkeypatch.setenv("LOCAL_RANK", "2")
     cuda.set_device(int(__import__("os").environ["LOCAL_RANK"]))  # what the training script does under torchrun
     for device in ("auto", "cuda"):
-        assert resolve_device(device) == torch.device("cuda", 2)
+        assert resolve_device(device) == "cuda:2"
         loader = Loader(dataset, batch_size=2, device=device)  # NVDEC unavailable here: CPU decoding, batches on the rank's GPU
         assert isinstance(loader.decoder, CpuDecoder) and loader.device == torch.device("cuda", 2)
     assert Loader(dataset, batch_size=2, device="cuda:3").device == torch.device("cuda", 3)
-    assert resolve_device("cuda:0") == torch.device("cuda", 0) and resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("cuda:0") == "cuda:0" and resolve_device(torch.device("cuda", 1)) == "cuda:1" and resolve_device("cpu") == "cpu"
     assert nvdec._cuda_index("cuda") == 2 and nvdec._cuda_index("cuda:1") == 1
 
 

@@ -11,7 +11,8 @@ import pytest
 from writer_support import FAST, IMAGES, crop_to_clap, decode, gradient, hvcc_of, inner_tracks, luma, psnr, sample_bytes, tables
 
 from bzna_boxes import Box, BoxError, Boxes, find, layout
-from bzna_boxes.encode import EncodedFrame, EncodedSample, encode_image, load_rgb, resized_size, thumbnail_size
+from bzna_boxes.encode import EncodedSample, encode_image, load_rgb, resized_size, thumbnail_size
+from bzna_boxes.image import EncodedImage
 from bzna_boxes.writer import PAYLOAD_AT, DatasetWriter, InnerSample
 
 av = pytest.importorskip("av", reason="PyAV (FFmpeg) is the reference client of what the writer writes")
@@ -65,14 +66,14 @@ def test_samples_with_their_own_hvcc_records_share_templates(encoded):
 
     for i, sample in enumerate(encoded):
         copy = pickle.loads(pickle.dumps(sample))
-        reordered = EncodedFrame(
+        reordered = EncodedImage(
             sample.image.payload, dict(reversed(sample.image.hvcc.items())), *[getattr(sample.image, f) for f in ("frame_width", "frame_height", "width", "height")]
         )
         expected = layout.inner_sample(sample.image, sample.thumbnail, i, "n.jpg")
         assert InnerSample.from_encoded(copy, i, "n.jpg").data == expected
         assert InnerSample.from_encoded(EncodedSample(reordered, sample.thumbnail), i, "n.jpg").data == expected
     other = dict(encoded[0].image.hvcc, general_level_idc=encoded[0].image.hvcc["general_level_idc"] + 3)
-    changed = EncodedSample(EncodedFrame(encoded[0].image.payload, other, *[getattr(encoded[0].image, f) for f in ("frame_width", "frame_height", "width", "height")]), encoded[0].thumbnail)
+    changed = EncodedSample(EncodedImage(encoded[0].image.payload, other, *[getattr(encoded[0].image, f) for f in ("frame_width", "frame_height", "width", "height")]), encoded[0].thumbnail)
     assert InnerSample.from_encoded(changed, 0, "n.jpg").data == layout.inner_sample(changed.image, changed.thumbnail, 0, "n.jpg")
 
 
@@ -403,8 +404,8 @@ def test_add_encodes_arrays_with_the_writer_options(tmp_path):
 
 
 def test_bad_hvcc_raises_box_error(tmp_path):
-    """A hand-made EncodedFrame with a bad hvcC fails while building, with a BoxError naming the box."""
-    frame = EncodedFrame(b"\x00\x00\x00\x01\x26", {"arrays": "bad"}, 512, 512, 10, 10)
+    """A hand-made EncodedImage with a bad hvcC fails while building, with a BoxError naming the box."""
+    frame = EncodedImage(b"\x00\x00\x00\x01\x26", {"arrays": "bad"}, 512, 512, 10, 10)
     with DatasetWriter(tmp_path / "d.bzna") as writer:
         with pytest.raises(BoxError, match="hvcC"):
             writer.add(EncodedSample(frame, None), 0, "a.jpg")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from bzna_boxes import Boxes, find, layout
-from bzna_boxes.decode.annexb import sample_to_annexb
+from bzna_boxes.hevc import sample_to_annexb
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "fixtures" / "images"

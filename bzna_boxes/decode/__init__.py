@@ -1,9 +1,11 @@
 """Decode the H.265 pictures of a ``.bzna`` dataset: NVDEC on the GPU, FFmpeg on the CPU.
 
 * :func:`to_annexb`: an :class:`~bzna_boxes.image.EncodedImage` as the Annex B bitstream decoders read.
-* :class:`CpuDecoder`: PyAV (FFmpeg's HEVC decoder) -> H x W x 3 uint8 numpy arrays.
-* :class:`NvdecDecoder`: PyNvVideoCodec (NVDEC) -> uint8 torch tensors on the GPU.
-* :func:`open_decoder`: the best decoder available for a device.
+* :class:`Decoder`: what every decoder offers. :class:`CpuDecoder`: PyAV (FFmpeg's HEVC
+  decoder) -> H x W x 3 uint8 numpy arrays. :class:`NvdecDecoder`: PyNvVideoCodec (NVDEC) ->
+  uint8 torch tensors on the GPU.
+* :func:`resolve_device`: the device a name means (``"auto"``: the current CUDA device), used
+  here and by :mod:`bzna_boxes.torch`; :func:`open_decoder`: the best decoder for a device.
 
 Both decoders crop to the clean aperture (the image without its padding) and convert colour
 with the same BT.601 limited-range arithmetic (:mod:`.colour`), so they agree within 1 per
@@ -13,16 +15,31 @@ channel. Importing this package imports neither PyAV, torch nor PyNvVideoCodec.
 from __future__ import annotations
 
 import logging
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ..errors import DecoderUnavailable
-from .annexb import sample_to_annexb, to_annexb
+from ..hevc import sample_to_annexb, to_annexb
 from .cpu import CpuDecoder
-from .nvdec import NvdecDecoder
+from .nvdec import NvdecDecoder, resolve_device
 
-__all__ = ["CpuDecoder", "NvdecDecoder", "Decoder", "open_decoder", "to_annexb", "sample_to_annexb", "run"]
+if TYPE_CHECKING:  # pragma: no cover
+    from ..image import EncodedImage
 
-Decoder = Union[CpuDecoder, NvdecDecoder]
+__all__ = ["Decoder", "CpuDecoder", "NvdecDecoder", "open_decoder", "resolve_device", "to_annexb", "sample_to_annexb"]
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """What a decoder offers (:class:`CpuDecoder`, :class:`NvdecDecoder`; thread-safe).
+
+    ``decode(image)`` returns the picture cropped to its clean aperture as uint8 RGB: an
+    ``H x W x 3`` numpy array on the CPU, a torch tensor on ``device`` for a GPU decoder.
+    """
+
+    device: Any
+    """Where the decoded pictures are: ``"cpu"`` or a CUDA ``torch.device``."""
+
+    def decode(self, image: "EncodedImage") -> Any: ...
 
 log = logging.getLogger(__name__)
 _logged: set[str] = set()
@@ -43,49 +60,18 @@ def open_decoder(device: Any = "auto", **options: Any) -> Decoder:
     ``options`` go to the decoder (``layout=`` for NVDEC, ``threads=`` for the CPU). The choice
     is logged once (logger ``bzna_boxes.decode``, level INFO).
     """
-    name = str(device)
-    if name == "cpu":
-        decoder: Decoder = CpuDecoder(**{k: v for k, v in options.items() if k == "threads"})
-    elif name == "auto":
-        try:
-            decoder = NvdecDecoder("cuda", **{k: v for k, v in options.items() if k != "threads"})
-        except DecoderUnavailable as exc:
-            log_once(f"decoding on the CPU (FFmpeg through PyAV): {exc}")
-            return CpuDecoder(**{k: v for k, v in options.items() if k == "threads"})
-    elif name.startswith("cuda"):
-        decoder = NvdecDecoder(name, **{k: v for k, v in options.items() if k != "threads"})
+    # "auto" is resolved by NVDEC once it knows it can run: falling back to the CPU imports no torch
+    target = "auto" if str(device) == "auto" else resolve_device(device)
+    cpu_options = {k: v for k, v in options.items() if k == "threads"}
+    if target == "cpu":
+        decoder: Decoder = CpuDecoder(**cpu_options)
     else:
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', not {device!r}")
+        try:
+            decoder = NvdecDecoder(target, **{k: v for k, v in options.items() if k != "threads"})
+        except DecoderUnavailable as exc:
+            if target != "auto":
+                raise
+            log_once(f"decoding on the CPU (FFmpeg through PyAV): {exc}")
+            return CpuDecoder(**cpu_options)
     log_once(f"decoding with {decoder!r}")
     return decoder
-
-
-def run(args) -> int:
-    """``bzna decode FILE INDEX -o OUT.png [--track] [--device]``: one sample's image to a PNG."""
-    import sys
-
-    import numpy as np
-    from PIL import Image
-
-    from ..atomic import atomic_file, check_not_an_input
-    from ..dataset import Dataset
-
-    check_not_an_input(args.output, [args.file])
-    dataset = Dataset(args.file)
-    if not -len(dataset) <= args.index < len(dataset):
-        print(f"bzna decode: index {args.index} out of range: the dataset has {len(dataset)} samples", file=sys.stderr)
-        return 1
-    sample = dataset[args.index]
-    if getattr(sample, "missing", False):
-        print(f"bzna decode: sample {args.index} is missing from {args.file} (it has no image)", file=sys.stderr)
-        return 1
-    image = sample.image(args.track)
-    decoder = open_decoder(args.device, layout="HWC")
-    rgb = decoder.decode(image)
-    if not isinstance(rgb, np.ndarray):
-        rgb = rgb.cpu().numpy()
-    with atomic_file(args.output) as out:
-        Image.fromarray(rgb).save(out, format="PNG")
-    device = getattr(decoder, "device", "cpu")
-    print(f"{args.output}: {rgb.shape[1]}x{rgb.shape[0]} RGB, sample {args.index} ({args.track}), decoded on {device}")
-    return 0

@@ -1,7 +1,7 @@
 """Decode on the CPU with FFmpeg's HEVC decoder (PyAV): RGB arrays cropped to the clean aperture.
 
 Each thread keeps one ``hevc`` decoder context and reuses it: an image is one access unit
-(parameter sets + one intra picture, :func:`~.annexb.to_annexb`), sent, drained, then the
+(parameter sets + one intra picture, :func:`~bzna_boxes.hevc.to_annexb`), sent, drained, then the
 context is reset with ``flush_buffers()`` for the next one (about twice as fast as opening a
 context per image). The whole frame is converted to RGB with swscale's accurate path, with the
 matrix and range the stream's VUI states (see :mod:`.colour` for the formula both decoders
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import BoxError
+from ..hevc import to_annexb
 from ..image import EncodedImage
-from .annexb import to_annexb
 from .colour import BT601_LIMITED, YuvToRgb, check_aperture, yuv_to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover

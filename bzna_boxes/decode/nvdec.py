@@ -1,6 +1,6 @@
 """Decode on an NVIDIA GPU with NVDEC (PyNvVideoCodec 2.x): RGB torch tensors that stay on the GPU.
 
-Per image: the Annex B access unit (:func:`~.annexb.to_annexb`) goes to a PyNvVideoCodec decoder
+Per image: the Annex B access unit (:func:`~bzna_boxes.hevc.to_annexb`) goes to a PyNvVideoCodec decoder
 session as one ``PacketData`` (``bsl_data``/``bsl``: its host address and size) flagged
 ``ENDOFPICTURE``; sessions run with ``DisplayDecodeLatencyType.ZERO``, so ``Decode`` returns the
 picture of that very packet. The NV12 surface comes out in device memory
@@ -39,14 +39,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..errors import BoxError, DecoderUnavailable
+from ..hevc import to_annexb
 from ..image import EncodedImage
-from .annexb import to_annexb
 from .colour import nv12_to_rgb, yuv_to_rgb
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["NvdecDecoder", "check_nvdec", "current_cuda_device", "NVDEC_THREADS"]
+__all__ = ["NvdecDecoder", "check_nvdec", "current_cuda_device", "resolve_device", "NVDEC_THREADS"]
 
 _NVCUVID = "libnvcuvid.so.1"
 
@@ -81,13 +81,33 @@ def current_cuda_device() -> "torch.device":
     return torch.device("cuda", index)
 
 
-def _cuda_index(device: Any) -> int:
-    import torch
+def resolve_device(device: Any = "auto") -> str:
+    """The device ``device`` names, as ``"cpu"`` or ``"cuda:N"``: the one place a device is chosen.
 
-    device = torch.device(device)
-    if device.type != "cuda":
+    ``"cpu"`` is the CPU; ``"cuda:N"`` (or ``torch.device("cuda", N)``) is exactly GPU N;
+    ``"auto"`` and ``"cuda"`` are the current CUDA device (:func:`current_cuda_device`: under
+    ``torchrun``, the rank's own GPU), ``cuda:0`` when torch sees no GPU or is not installed
+    (NVDEC then says why it cannot run there). Anything else is a ``ValueError``.
+    """
+    name = str(device)
+    if name == "cpu":
+        return name
+    if name in ("auto", "cuda"):
+        try:
+            return str(current_cuda_device())
+        except ImportError:  # no torch: nothing can run on a GPU, and opening NVDEC says so
+            return "cuda:0"
+    kind, colon, index = name.partition(":")
+    if kind == "cuda" and colon and index.isdigit():
+        return f"cuda:{int(index)}"
+    raise ValueError(f"device must be 'auto', 'cpu' or 'cuda[:N]', not {device!r}")
+
+
+def _cuda_index(device: Any) -> int:
+    name = resolve_device(device)
+    if name == "cpu":
         raise ValueError(f"NVDEC decodes on a CUDA device, not {device}")
-    return device.index if device.index is not None else current_cuda_device().index
+    return int(name.partition(":")[2])
 
 
 def _import_nvc():
