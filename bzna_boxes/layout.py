@@ -54,7 +54,7 @@ from typing import Any, Mapping, Protocol, Sequence  # noqa: E402
 
 
 class Frame(Protocol):
-    """What the layout needs of an encoded picture (``encode.EncodedFrame`` is one)."""
+    """What the layout needs of an encoded picture (:class:`bzna_boxes.image.EncodedImage` is one)."""
 
     payload: Any  # bytes-like: length-prefixed NAL units
     hvcc: Mapping[str, Any]  # hvcC field values

@@ -125,3 +125,60 @@ def test_the_checker_finds_a_cycle_through_a_function_level_import(tmp_path):
     assert cycles(import_graph(package)) == []  # TYPE_CHECKING imports do not run
     (package / "sub" / "c.py").write_text("def g():\n    from ..a import b\n")
     assert cycles(import_graph(package)) == [["pkg.a", "pkg.b", "pkg.sub.c"]]
+
+
+# --- one type per idea ------------------------------------------------------------------------
+
+
+def test_the_encoder_and_the_reader_give_one_picture_type(tmp_path):
+    import numpy as np
+
+    from bzna_boxes import layout
+    from bzna_boxes.dataset import Dataset
+    from bzna_boxes.encode import encode_image
+    from bzna_boxes.image import CleanAperture, EncodedImage
+    from bzna_boxes.writer import DatasetWriter, InnerSample
+
+    rng = np.random.default_rng(0)
+    encoded = encode_image(rng.integers(0, 255, (300, 700, 3), dtype=np.uint8), preset="ultrafast")
+    image = encoded.image
+    assert type(image) is EncodedImage and type(encoded.thumbnail) is EncodedImage
+    assert image.clean_aperture == CleanAperture(0, 0, 700, 300)  # the layout's clap, read back
+    assert image.clap() == {k: v for k, v in layout.clean_aperture(image).items() if k != "type"}
+    assert (image.frame_width % layout.FRAME_MULTIPLE, encoded.thumbnail.frame_width) == (0, layout.THUMBNAIL_SIZE)
+    with DatasetWriter(tmp_path / "d.bzna", fsync=False) as writer:
+        writer.add_sample(InnerSample.from_encoded(encoded, 1, "a.png"))
+    with Dataset(tmp_path / "d.bzna") as dataset:
+        read = dataset[0].image()
+        assert type(read) is EncodedImage
+        assert (read.clean_aperture, read.frame_width, read.width) == (image.clean_aperture, image.frame_width, image.width)
+        assert bytes(read.payload) == image.payload
+
+
+def test_one_function_chooses_the_device():
+    import pytest
+
+    from bzna_boxes import decode
+    from bzna_boxes.decode import CpuDecoder, Decoder, resolve_device
+
+    assert resolve_device("cpu") == "cpu" and resolve_device("cuda:3") == "cuda:3"
+    for bad in ("tpu", "cuda:x", "cuda:", "gpu:0"):
+        with pytest.raises(ValueError, match="'auto', 'cpu' or 'cuda"):
+            resolve_device(bad)
+        with pytest.raises(ValueError, match="'auto', 'cpu' or 'cuda"):
+            decode.open_decoder(bad)
+    assert isinstance(CpuDecoder(), Decoder) and not isinstance(object(), Decoder)
+
+
+def test_decoding_on_the_cpu_by_auto_imports_no_torch():
+    import importlib.util
+    import subprocess
+    import sys
+
+    import pytest
+
+    if importlib.util.find_spec("PyNvVideoCodec") is not None:
+        pytest.skip("PyNvVideoCodec is installed: 'auto' then asks torch for the current device")
+    code = "import sys, bzna_boxes.decode as d; print(type(d.open_decoder('auto')).__name__, 'torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    assert out.stdout.split() == ["CpuDecoder", "False"]
