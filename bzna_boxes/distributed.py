@@ -25,7 +25,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field, replace
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from .atomic import OutputLock, atomic_file
 from .build import (
@@ -60,10 +60,6 @@ class ShardSpec:
     digest: str
     encode_options: dict[str, Any]
     progress_queue: str | None = None
-    fail_marker: str | None = None
-    """Test hook: if this file exists when the task starts, the task removes it and fails."""
-    exit_marker: str | None = None
-    """Test hook: if this file exists when the task starts, the task removes it and kills its worker."""
 
     @property
     def stop(self) -> int:
@@ -157,16 +153,6 @@ def _write_json_atomically(path: str, value: Any) -> None:
         json.dump(value, f)
 
 
-def _take_marker(path: str | None) -> bool:
-    if not path:
-        return False
-    try:
-        os.unlink(path)
-        return True
-    except FileNotFoundError:
-        return False
-
-
 def build_shard(spec: ShardSpec) -> dict:
     """Encode and write one shard, check it, then write its manifest (runs on a Dask worker).
 
@@ -174,10 +160,6 @@ def build_shard(spec: ShardSpec) -> dict:
     sets for one worker): a worker process is one core's worth of work, as in the local pool,
     and the bytes do not depend on it.
     """
-    if _take_marker(spec.fail_marker):
-        raise RuntimeError(f"injected failure of shard {spec.index}")
-    if _take_marker(spec.exit_marker):
-        os._exit(17)
     reporter = _ProgressReporter(spec) if spec.progress_queue else None
     result = build_sources(
         list(spec.sources),
@@ -257,7 +239,7 @@ def build(
     progress: bool | None = None,
     keep_shards: bool = False,
     workers: int | None = None,
-    _inject: dict[str, Sequence[int]] | None = None,
+    shard_task: Callable[[ShardSpec], dict] | None = None,
     **encode_options: Any,
 ) -> DistributedBuildResult:
     """Build ``out`` from ``src`` on a Dask cluster, equal to a local ``bzna build`` of the same inputs.
@@ -269,6 +251,9 @@ def build(
     retried ``retries`` times. ``encode_options`` go to :func:`bzna_boxes.encode.encode_image`.
     The shards are removed after the merge unless ``keep_shards``. The output is locked
     (:class:`~bzna_boxes.atomic.OutputLock`) from the start: a second build of it fails at once.
+    ``shard_task`` is what each shard's Dask task runs (default :func:`build_shard`; another
+    function must return what it returns, and pickle by reference: a function at the top level
+    of a module the workers import).
     """
     started = time.perf_counter()
     out = os.path.abspath(os.fspath(out))
@@ -280,7 +265,7 @@ def build(
         return _build_locked(
             listing, out, client, lock, started,
             shard_size=shard_size, work_dir=work_dir, resume=resume, retries=retries, fail_fast=fail_fast,
-            progress=progress, keep_shards=keep_shards, workers=workers, _inject=_inject, encode_options=encode_options,
+            progress=progress, keep_shards=keep_shards, workers=workers, shard_task=shard_task or build_shard, encode_options=encode_options,
         )  # fmt: skip
 
 
@@ -299,7 +284,7 @@ def _build_locked(
     progress: bool | None,
     keep_shards: bool,
     workers: int | None,
-    _inject: dict[str, Sequence[int]] | None,
+    shard_task: Callable[[ShardSpec], dict],
     encode_options: dict[str, Any],
 ) -> DistributedBuildResult:
     """The build of :func:`build`, once the sources are listed and the output locked."""
@@ -327,10 +312,11 @@ def _build_locked(
         if progress is None:
             progress = sys.stderr.isatty()
         queue_name = f"bzna-progress-{uuid.uuid4().hex}"
-        todo = [_with_hooks(spec, queue_name if progress else None, work, _inject) for spec in todo]
+        if progress:
+            todo = [replace(spec, progress_queue=queue_name) for spec in todo]
         reused_images = sum(len(specs[i].sources) for i in result.reused)
         with tqdm(total=len(listing.sources), initial=reused_images, unit="img", disable=not progress, dynamic_ncols=True) as bar:
-            _run_shards(client, todo, retries, bar, queue_name if progress else None, fail_fast, reused_images)
+            _run_shards(client, shard_task, todo, retries, bar, queue_name if progress else None, fail_fast, reused_images)
         result.built = [spec.index for spec in todo]
     finally:
         if own is not None:
@@ -358,25 +344,15 @@ def _build_locked(
     return result
 
 
-def _with_hooks(spec: ShardSpec, queue: str | None, work: str, inject: dict[str, Sequence[int]] | None) -> ShardSpec:
-    """The spec with the progress queue and, in tests, failure markers (files the task consumes)."""
-    changes: dict[str, Any] = {"progress_queue": queue}
-    for hook in ("fail", "exit"):
-        if inject and spec.index in inject.get(hook, ()):
-            marker = os.path.join(work, f".{hook}-once-{spec.index:06d}")
-            with open(marker, "w"):
-                pass
-            changes[f"{hook}_marker"] = marker
-    return replace(spec, **changes)
-
-
 def _clear_shards(work: str) -> None:
     for entry in os.scandir(work):
-        if entry.name.startswith(("shard-", ".fail-once-", ".exit-once-")) and entry.is_file():
+        if entry.name.startswith("shard-") and entry.is_file():
             os.unlink(entry.path)
 
 
-def _run_shards(client, specs: list[ShardSpec], retries: int, bar, queue_name: str | None, fail_fast: bool, base: int) -> None:
+def _run_shards(
+    client, shard_task: Callable[[ShardSpec], dict], specs: list[ShardSpec], retries: int, bar, queue_name: str | None, fail_fast: bool, base: int
+) -> None:
     """Submit every shard, follow progress, and raise :class:`BuildError` if a shard fails for good."""
     from distributed import Queue, wait
 
@@ -385,7 +361,7 @@ def _run_shards(client, specs: list[ShardSpec], retries: int, bar, queue_name: s
     build_id = uuid.uuid4().hex[:12]
     queue = Queue(queue_name) if queue_name else None
     futures = {
-        client.submit(build_shard, spec, key=f"bzna-shard-{build_id}-{spec.index}", retries=retries, pure=False): spec
+        client.submit(shard_task, spec, key=f"bzna-shard-{build_id}-{spec.index}", retries=retries, pure=False): spec
         for spec in specs
     }
     latest: dict[int, tuple[str, int]] = {}

@@ -305,7 +305,6 @@ class DatasetWriter:
         self._pos = PAYLOAD_AT
         self._rows = bytearray()  # _ROW records
         self._names = bytearray()  # the filenames block
-        self._gaps: list[tuple[int, int]] = []  # (sample index, bytes skipped before it)
         self._configs: dict[bytes, int] = {}  # thumbnail hvcC box -> video sample entry (1-based)
         self._last_config: bytes | None = None
         self._last_entry = 0
@@ -376,12 +375,6 @@ class DatasetWriter:
             raise ValueError(f"target {target} is not an int64") from None
         self._rows += row
         self._names += name
-
-    def _sparse_gap(self, size: int) -> None:
-        """Tests only: leave ``size`` unwritten (sparse, reading as zeros) bytes in the mdat."""
-        self._file.seek(size, os.SEEK_CUR)
-        self._gaps.append((len(self), size))
-        self._pos += size
 
     # -- finishing
 
@@ -459,11 +452,6 @@ class DatasetWriter:
 
         sizes = rows["size"]
         offsets = _starts(PAYLOAD_AT, sizes)
-        if self._gaps:
-            shift = np.zeros(count + 1, np.uint64)
-            for index, gap in self._gaps:
-                shift[index] += np.uint64(gap)
-            offsets += np.cumsum(shift, dtype=np.uint64)[:count]
         targets = layout.SampleTable(
             targets_at + layout.TARGET_DTYPE.itemsize * np.arange(count, dtype=np.uint64),
             np.full(count, layout.TARGET_DTYPE.itemsize, np.uint32),

@@ -18,6 +18,8 @@ from bzna_boxes.cli import main  # noqa: E402
 from bzna_boxes.index import open as open_bzna  # noqa: E402
 from bzna_boxes.verify import verify  # noqa: E402
 
+import build_faults  # noqa: E402
+
 IMAGES = Path(__file__).resolve().parents[1] / "fixtures" / "images"
 OPTIONS = {"preset": "ultrafast", "max_short_side": 256}
 
@@ -75,13 +77,17 @@ def test_distributed_build_equals_local_build(client, sources_dir, reference, tm
 
 def test_a_task_that_fails_once_is_retried(client, sources_dir, reference, tmp_path):
     out = tmp_path / "retry.bzna"
-    dist.build(sources_dir, out, client, shard_size=3, progress=True, _inject={"fail": [1]}, **OPTIONS)
+    build_faults.mark_shard(tmp_path, "fail_shard_once", 1)
+    dist.build(sources_dir, out, client, shard_size=3, progress=True, shard_task=build_faults.fail_shard_once, **OPTIONS)
+    assert not list(tmp_path.glob("*-once-*")), "the shard failed once"
     assert_same_dataset(out, reference)
 
 
 def test_a_worker_that_dies_mid_build_loses_nothing(client, sources_dir, reference, tmp_path):
     out = tmp_path / "killed.bzna"
-    dist.build(sources_dir, out, client, shard_size=2, progress=False, _inject={"exit": [0]}, **OPTIONS)
+    build_faults.mark_shard(tmp_path, "kill_worker_once", 0)
+    dist.build(sources_dir, out, client, shard_size=2, progress=False, shard_task=build_faults.kill_worker_once, **OPTIONS)
+    assert not list(tmp_path.glob("*-once-*")), "a worker died"
     client.wait_for_workers(2, timeout=60)
     assert_same_dataset(out, reference)
 
@@ -90,7 +96,8 @@ def test_a_shard_that_keeps_failing_stops_the_build_and_resume_redoes_only_it(cl
     out = tmp_path / "resumed.bzna"
     work = tmp_path / "work"
     with pytest.raises(BuildError, match=r"shard 2 \(images 6\.\.8\) failed after 1 attempts"):
-        dist.build(sources_dir, out, client, shard_size=3, work_dir=work, retries=0, progress=False, _inject={"fail": [2]}, **OPTIONS)
+        build_faults.mark_shard(tmp_path, "fail_shard_once", 2)
+        dist.build(sources_dir, out, client, shard_size=3, work_dir=work, retries=0, progress=False, shard_task=build_faults.fail_shard_once, **OPTIONS)
     assert not out.exists()
     done = sorted(p.name for p in work.glob("shard-*.json"))
     assert "shard-000002.json" not in done and len(done) == 2

@@ -13,6 +13,7 @@ from writer_support import FAST, IMAGES, crop_to_clap, decode, gradient, hvcc_of
 from bzna_boxes import Box, BoxError, Boxes, find, layout
 from bzna_boxes.encode import EncodedSample, encode_image, load_rgb, resized_size, thumbnail_size
 from bzna_boxes.image import EncodedImage
+from bzna_boxes import writer as writer_module
 from bzna_boxes.writer import PAYLOAD_AT, DatasetWriter, InnerSample
 
 av = pytest.importorskip("av", reason="PyAV (FFmpeg) is the reference client of what the writer writes")
@@ -299,15 +300,39 @@ def test_thumbnails_of_other_presets_get_their_own_sample_entry(tmp_path):
         assert np.array_equal(frame, decode(sample.image.payload, sample.image.hvcc))
 
 
-def test_past_4_gib_uses_co64_and_largesize(tmp_path, encoded):
+def with_sparse_gap(monkeypatch, writer: DatasetWriter, gap: int) -> None:
+    """Make ``writer`` leave ``gap`` unwritten bytes (sparse, reading as zeros) before its second
+    sample, as if samples of that size lay there: the file goes past 4 GiB without 4 GiB of writing."""
+    write = writer._write
+    starts = writer_module._starts
+    skipped = []
+
+    def write_after_gap(data):
+        if len(writer) == 1 and not skipped:  # before the second sample
+            writer._file.seek(gap, os.SEEK_CUR)
+            writer._pos += gap
+            skipped.append(gap)
+        return write(data)
+
+    def starts_after_gap(first, sizes):
+        found = starts(first, sizes)
+        if first == PAYLOAD_AT:  # the input samples
+            found[1:] += np.uint64(gap)
+        return found
+
+    monkeypatch.setattr(writer, "_write", write_after_gap)
+    monkeypatch.setattr(writer_module, "_starts", starts_after_gap)
+
+
+def test_past_4_gib_uses_co64_and_largesize(tmp_path, encoded, monkeypatch):
     if shutil.disk_usage(tmp_path).free < 6 << 30:
         pytest.skip("needs 6 GiB free in case the file system cannot hold a sparse file")
     path = tmp_path / "big.bzna"
     gap = (1 << 32) + 12345
     sample = encoded[0]
     with DatasetWriter(path, fsync=False) as writer:
+        with_sparse_gap(monkeypatch, writer, gap)
         writer.add(sample, 1, "first.jpg")
-        writer._sparse_gap(gap)
         writer.add(sample, 2, "second.jpg")
         writer.add_missing(3, "missing.jpg")
         writer.add(encoded[3], 4, "fourth.jpg")
