@@ -1,13 +1,16 @@
 """bzna_boxes: ISO-BMFF (MP4) boxes and ``.bzna`` image datasets, in pure Python.
 
 Parse and build any box byte for byte (:data:`Box`, :data:`Boxes`), index samples over a
-memory map, build datasets and decode them on the GPU or the CPU. Heavy dependencies (PyAV,
-PyNvVideoCodec, torch) are imported only by the modules that use them.
+memory map (:func:`open`, :class:`Dataset`), encode and write datasets (:func:`encode_image`,
+:class:`DatasetWriter`, :func:`concat`), and decode them on the GPU or the CPU
+(:func:`open_decoder`, :class:`Loader` for training). Every name below except the exceptions is
+loaded on first use: ``import bzna_boxes`` imports none of construct, numpy, PyAV,
+PyNvVideoCodec or torch; each is imported only by the modules that use it.
 """
 
 from __future__ import annotations
 
-from .errors import BoxError, DecoderUnavailable
+from .errors import BoxError, BuildError, DecoderUnavailable
 
 __version__ = "0.1.0"
 
@@ -22,6 +25,10 @@ _LAZY = {
     "walk": "boxes",
     "DatasetWriter": "writer",
     "concat": "writer",
+    "encode_image": "encode",
+    "open_decoder": "decode",
+    "Loader": "torch",
+    "MissingSampleError": "dataset",
     "open": "index",
     "BznaFile": "index",
     "Track": "index",
@@ -32,7 +39,8 @@ _LAZY = {
 """Public names whose modules load on first use (``import bzna_boxes`` stays light)."""
 
 
-def __getattr__(name: str):
+def __getattr__(name: str) -> object:
+    """Load a name of :data:`_LAZY` from its module on first use."""
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'bzna_boxes' has no attribute {name!r}")
@@ -43,12 +51,18 @@ def __getattr__(name: str):
     return value
 
 
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
+
+
 __all__ = [
     "Box",
     "Boxes",
     "BoxType",
     "BoxError",
+    "BuildError",
     "DecoderUnavailable",
+    "MissingSampleError",
     "find",
     "find_all",
     "register",
@@ -61,5 +75,8 @@ __all__ = [
     "Dataset",
     "ImageNet",
     "Sample",
+    "encode_image",
+    "open_decoder",
+    "Loader",
     "__version__",
 ]

@@ -182,3 +182,50 @@ def test_decoding_on_the_cpu_by_auto_imports_no_torch():
     code = "import sys, bzna_boxes.decode as d; print(type(d.open_decoder('auto')).__name__, 'torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
     assert out.stdout.split() == ["CpuDecoder", "False"]
+
+
+# --- the public API ---------------------------------------------------------------------------
+
+HEAVY = ("construct", "numpy", "av", "torch", "PIL", "dask", "distributed", "PyNvVideoCodec")
+
+
+def _modules_after(code: str) -> list[str]:
+    import subprocess
+    import sys
+
+    script = f"import sys\n{code}\nprint(' '.join(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, cwd=PACKAGE.parent)
+    return out.stdout.split()
+
+
+def test_import_bzna_boxes_imports_no_heavy_package_and_names_load_on_use():
+    assert _modules_after("import bzna_boxes; bzna_boxes.BuildError, bzna_boxes.BoxError, bzna_boxes.DecoderUnavailable") == []
+    assert _modules_after("import bzna_boxes; bzna_boxes.MissingSampleError") == ["numpy"]  # the reader's module
+    loaded = _modules_after("import bzna_boxes; bzna_boxes.DatasetWriter, bzna_boxes.encode_image, bzna_boxes.open_decoder")
+    assert not {"av", "torch", "PyNvVideoCodec"} & set(loaded)  # PyAV loads when a picture is encoded or decoded
+    assert "torch" in _modules_after("import bzna_boxes; bzna_boxes.Loader")
+
+
+def test_the_public_names_are_documented_and_typed():
+    import inspect
+    import typing
+
+    import bzna_boxes
+
+    added = ("encode_image", "open_decoder", "BuildError", "MissingSampleError", "DatasetWriter", "Loader")
+    for name in bzna_boxes.__all__:
+        value = getattr(bzna_boxes, name)
+        if inspect.isfunction(value) or inspect.isclass(value):  # not __version__, nor the Box and Boxes constructs
+            assert (value.__doc__ or "").strip(), f"{name} has no docstring"
+    for name in added:
+        value = getattr(bzna_boxes, name)
+        assert name in bzna_boxes.__all__ and name in dir(bzna_boxes)
+        if inspect.isclass(value) and issubclass(value, BaseException):
+            continue
+        target = value.__init__ if inspect.isclass(value) else value
+        hints = typing.get_type_hints(target)
+        parameters = [p.name for p in inspect.signature(target).parameters.values() if p.name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        assert parameters and all(p in hints for p in parameters), f"{name}: parameters without a type hint"
+        assert inspect.isclass(value) or "return" in hints, f"{name}: no return type"
+    assert bzna_boxes.MissingSampleError is __import__("bzna_boxes.dataset").dataset.MissingSampleError
+    assert bzna_boxes.Loader is __import__("bzna_boxes.torch").torch.Loader
