@@ -12,9 +12,9 @@ per sample or constant, ``stz2``, §8.7.3), then the samples of the movie fragme
 runs over samples.
 
 The few boxes it needs (``tkhd``, ``hdlr``, the sample tables, ``trex``, ``tfhd``, ``trun``)
-are read here with ``struct`` and ``np.frombuffer``, so that opening a file imports neither
-``construct`` nor the box schemas (about 50 ms of a 250 ms ``open`` process otherwise);
-``Track.sample_entry`` is parsed by the box engine when first asked for.
+are parsed by their schemas (:mod:`bzna_boxes.boxes`, the one description of each layout),
+each from the window ``moov`` or its ``moof`` was read into; every other box is passed over by
+its header. ``Track.sample_entry`` is parsed by the box engine when first asked for.
 
 The arrays are copies, so they never pin the map; the memoryviews that ``track[i]`` hands out
 are slices of it (or, for a storage that does not map, views of the bytes it fetched). :meth:`BznaFile.close` releases the map at once when no such view is
@@ -37,20 +37,7 @@ __all__ = ["BznaFile", "Track", "TopBox", "FileChangedError", "open"]
 
 _HEADER = struct.Struct(">I4s")
 _LARGE = struct.Struct(">Q")
-_U32 = struct.Struct(">I")
-_I32 = struct.Struct(">i")
-
-# tfhd / trun flags (ISO/IEC 14496-12 §8.8.7, §8.8.8)
-_BASE_DATA_OFFSET_PRESENT = 0x000001
-_DEFAULT_BASE_IS_MOOF = 0x020000
-_DEFAULT_SAMPLE_SIZE_PRESENT = 0x000010
-_DATA_OFFSET_PRESENT = 0x000001
-_FIRST_SAMPLE_FLAGS_PRESENT = 0x000004
-_SAMPLE_SIZE_PRESENT = 0x000200
-_TRUN_COLUMNS = (0x000100, 0x000200, 0x000400, 0x000800)
-"""trun per-sample fields, in order: duration, size, flags, composition time offset."""
 _UNPARSED = object()
-_STSC = np.dtype([("first_chunk", ">u4"), ("samples_per_chunk", ">u4"), ("sample_description_index", ">u4")])
 
 
 class FileChangedError(RuntimeError):
@@ -213,150 +200,63 @@ def _tolerated_tail(src: _Window | _Heads, pos: int, end: int, path: str, warnin
     return "trailing"
 
 
-class _Body:
-    """A box body read field by field, each read checked against the bytes the box holds."""
+def _parse(window: _Window, box: tuple):
+    """One sample-locating box parsed by its schema (:mod:`bzna_boxes.boxes`): tables are numpy
+    views of the window (copy them before keeping them); errors name the file offset and path."""
+    from .boxes.core import parse_box
 
-    __slots__ = ("view", "base", "pos", "end", "path")
-
-    def __init__(self, window: _Window, box: tuple):
-        fourcc, offset, size, header, self.path = box
-        self.view = window.view
-        self.base = window.base
-        self.pos = offset + header
-        self.end = offset + size
-
-    def need(self, nbytes: int, what: str) -> None:
-        if self.end - self.pos < nbytes:
-            raise BoxError(f"{what} needs {nbytes} bytes, {self.end - self.pos} left", offset=self.pos, path=self.path)
-
-    def u32(self, what: str) -> int:
-        self.need(4, what)
-        value = _U32.unpack_from(self.view, self.pos - self.base)[0]
-        self.pos += 4
-        return value
-
-    def i32(self, what: str) -> int:
-        return _I32.unpack(_U32.pack(self.u32(what)))[0]
-
-    def u64(self, what: str) -> int:
-        self.need(8, what)
-        value = _LARGE.unpack_from(self.view, self.pos - self.base)[0]
-        self.pos += 8
-        return value
-
-    def full_box(self) -> tuple[int, int]:
-        """FullBox ``version`` and ``flags``."""
-        word = self.u32("version and flags")
-        return word >> 24, word & 0xFFFFFF
-
-    def table(self, count: int, dtype: str, what: str) -> np.ndarray:
-        """``count`` big-endian entries as a numpy view of the map (copy it before keeping it)."""
-        itemsize = np.dtype(dtype).itemsize
-        self.need(count * itemsize, f"{what}: {count} entries of {itemsize} bytes")
-        table = np.frombuffer(self.view, dtype, count, self.pos - self.base)
-        self.pos += count * itemsize
-        return table
-
-    def rest(self) -> bytes:
-        return bytes(self.view[self.pos - self.base : self.end - self.base])
+    fourcc, offset, size, header, path = box
+    start = offset - window.base
+    return parse_box(window.view, start, start + size, window.base, path, path.count("/"))[0]
 
 
 def _tkhd_track_id(window: _Window, box: tuple) -> int:
-    body = _Body(window, box)
-    version, _ = body.full_box()
-    body.pos += 16 if version == 1 else 8  # creation_time, modification_time
-    return body.u32("track_id")
+    return _parse(window, box).track_id
 
 
 def _hdlr(window: _Window, box: tuple) -> tuple[str, str]:
     """(handler_type, name) of an hdlr box."""
-    body = _Body(window, box)
-    body.full_box()
-    body.u32("pre_defined")
-    handler = body.u32("handler_type").to_bytes(4, "big").decode("latin-1")
-    body.need(12, "reserved")
-    body.pos += 12
-    return handler, _hdlr_name(body.rest().decode("utf-8", "surrogateescape"))
+    hdlr = _parse(window, box)
+    return hdlr.handler_type, _hdlr_name(hdlr.name)
 
 
 def _sample_sizes(window: _Window, box: tuple) -> tuple[int, int, np.ndarray | None]:
     """(constant sample_size or 0, sample_count, per-sample sizes as uint32 or None) of stsz / stz2."""
-    body = _Body(window, box)
-    body.full_box()
-    if box[0] == "stsz":
-        sample_size = body.u32("sample_size")
-        count = body.u32("sample_count")
-        if sample_size:
-            return sample_size, count, None
-        return 0, count, body.table(count, ">u4", "entry_sizes").astype(np.uint32)
-    bits = body.u32("reserved and field_size") & 0xFF
-    count = body.u32("sample_count")
-    if bits == 16:
-        return 0, count, body.table(count, ">u2", "entry_sizes").astype(np.uint32)
-    if bits == 8:
-        return 0, count, body.table(count, "u1", "entry_sizes").astype(np.uint32)
-    if bits == 4:
-        packed = body.table((count + 1) // 2, "u1", "entry_sizes")
-        sizes = np.empty(2 * len(packed), np.uint32)
-        sizes[0::2] = packed >> 4
-        sizes[1::2] = packed & 0x0F
-        return 0, count, sizes[:count]
-    raise BoxError(f"field_size must be 4, 8 or 16, not {bits}", offset=box[1], path=box[4])
+    table = _parse(window, box)
+    sizes = table.entry_sizes
+    if box[0] == "stsz" and table.sample_size:
+        return table.sample_size, table.sample_count, None
+    return 0, table.sample_count, sizes.astype(np.uint32)
 
 
 def _chunk_offsets(window: _Window, box: tuple) -> np.ndarray:
-    body = _Body(window, box)
-    body.full_box()
-    count = body.u32("entry_count")
-    return body.table(count, ">u8" if box[0] == "co64" else ">u4", "chunk_offsets").astype(np.uint64)
+    return _parse(window, box).chunk_offsets.astype(np.uint64)
 
 
 def _sample_to_chunk(window: _Window, box: tuple) -> tuple[np.ndarray, np.ndarray]:
     """(first_chunk, samples_per_chunk) of stsc, as int64."""
-    body = _Body(window, box)
-    body.full_box()
-    count = body.u32("entry_count")
-    runs = body.table(count, _STSC, "entries")
+    runs = _parse(window, box).entries
     return runs["first_chunk"].astype(np.int64), runs["samples_per_chunk"].astype(np.int64)
 
 
 def _trex(window: _Window, box: tuple) -> tuple[int, int]:
     """(track_id, default_sample_size) of trex."""
-    body = _Body(window, box)
-    body.full_box()
-    track_id = body.u32("track_id")
-    body.need(8, "default_sample_description_index, default_sample_duration")
-    body.pos += 8
-    return track_id, body.u32("default_sample_size")
+    trex = _parse(window, box)
+    return trex.track_id, trex.default_sample_size
 
 
 def _tfhd(window: _Window, box: tuple) -> tuple[int, int, int | None, int | None]:
     """(track_id, flags, base_data_offset, default_sample_size) of tfhd (None: absent)."""
-    body = _Body(window, box)
-    _, flags = body.full_box()
-    track_id = body.u32("track_id")
-    base = body.u64("base_data_offset") if flags & _BASE_DATA_OFFSET_PRESENT else None
-    for bit in (0x000002, 0x000008):  # sample_description_index, default_sample_duration
-        if flags & bit:
-            body.u32("tfhd field")
-    default_size = body.u32("default_sample_size") if flags & _DEFAULT_SAMPLE_SIZE_PRESENT else None
-    return track_id, flags, base, default_size
+    tfhd = _parse(window, box)
+    return tfhd.track_id, tfhd.flags, tfhd.base_data_offset, tfhd.default_sample_size
 
 
 def _trun(window: _Window, box: tuple) -> tuple[int, int, int | None, np.ndarray | None]:
     """(flags, sample_count, data_offset or None, per-sample sizes as uint32 or None) of trun."""
-    body = _Body(window, box)
-    _, flags = body.full_box()
-    count = body.u32("sample_count")
-    data_offset = body.i32("data_offset") if flags & _DATA_OFFSET_PRESENT else None
-    if flags & _FIRST_SAMPLE_FLAGS_PRESENT:
-        body.u32("first_sample_flags")
-    columns = [bit for bit in _TRUN_COLUMNS if flags & bit]
-    if not columns:
-        return flags, count, data_offset, None
-    table = body.table(count * len(columns), ">u4", "samples").reshape(count, len(columns))
-    sizes = table[:, columns.index(_SAMPLE_SIZE_PRESENT)].astype(np.uint32) if _SAMPLE_SIZE_PRESENT in columns else None
-    return flags, count, data_offset, sizes
+    trun = _parse(window, box)
+    samples = trun.samples
+    sizes = samples["sample_size"].astype(np.uint32) if "sample_size" in (samples.dtype.names or ()) else None
+    return trun.flags, trun.sample_count, trun.data_offset, sizes
 
 
 def _parse_entry(stsd: bytes, offset: int, path: str) -> tuple[object, list]:
@@ -934,6 +834,8 @@ def _sample_table(view: _Window, info: dict, tables: dict, budget: _Budget, chec
 
 def _moof(view: _Window, moof: TopBox, path: str, trex: dict, budget: _Budget):
     """Yield ``(track_id, offsets, sizes, traf_path)`` for each track fragment of a moof."""
+    from .boxes.fragment import DEFAULT_BASE_IS_MOOF
+
     previous_end = moof.offset  # the base of a traf without one: end of the previous traf's data
     for fourcc, off, sz, hdr, p in _walk(view, moof.offset + moof.header, moof.end, path):
         if fourcc != "traf":
@@ -949,7 +851,7 @@ def _moof(view: _Window, moof: TopBox, path: str, trex: dict, budget: _Budget):
             raise BoxError("traf has no tfhd", offset=off, path=p)
         track_id, flags, base, default_size = tfhd
         if base is None:
-            base = moof.offset if flags & _DEFAULT_BASE_IS_MOOF else previous_end
+            base = moof.offset if flags & DEFAULT_BASE_IS_MOOF else previous_end
         if default_size is None:
             default_size = trex.get(track_id, 0)
         offsets_parts, sizes_parts = [], []

@@ -23,7 +23,6 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from construct import Array, ConstructError, Construct, Container, GreedyRange, ListContainer, RepeatUntil, SizeofError, StreamError
 
-from ..atomic import atomic_file
 from ..errors import BoxError
 from ..stream import ChunkWriter, ViewStream, as_memoryview
 
@@ -489,6 +488,8 @@ class _BoxConstruct(Construct):
 
     def build_file(self, obj, filename, **contextkw):
         """Build into ``filename`` through a temporary file beside it, renamed into place on success."""
+        from ..atomic import atomic_file  # tempfile and fcntl: only a writer needs them
+
         out = ChunkWriter()
         self._build_chunks(obj, out)
         with atomic_file(filename) as f:
