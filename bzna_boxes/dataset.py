@@ -28,7 +28,9 @@ import numpy as np
 from . import layout
 from .errors import BoxError
 from .image import CleanAperture, EncodedImage
-from .index import _HEADER, BznaFile, _walk, _Window
+from .headers import LARGE_SIZE as _U64
+from .headers import SIZE_TYPE as _HEADER
+from .index import BznaFile, _walk, _Window
 
 __all__ = ["Dataset", "ImageNet", "Sample", "MissingSampleError", "SPLITS"]
 
@@ -457,7 +459,6 @@ def split_range(length: int, split: str | None) -> tuple[int, int]:
 # --- the inner MP4 ---------------------------------------------------------------------------
 
 _U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
 _WH = struct.Struct(">HH")
 _CLAP = struct.Struct(">IIIIiIiI")
 _CLAP_KEYS = (

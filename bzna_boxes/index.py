@@ -24,19 +24,17 @@ alive, else when the last one is released.
 from __future__ import annotations
 
 import os
-import struct
 import threading
 from typing import Any, Iterator, NamedTuple
 
 import numpy as np
 
 from .errors import BoxError
+from .headers import LARGE_SIZE, SIZE_TYPE, child_path, read_header
 from .storage import LocalStorage, Storage
 
 __all__ = ["BznaFile", "Track", "TopBox", "FileChangedError", "open"]
 
-_HEADER = struct.Struct(">I4s")
-_LARGE = struct.Struct(">Q")
 _UNPARSED = object()
 
 
@@ -128,7 +126,6 @@ def _walk(src: _Window | _Heads, start: int, end: int, parent: str, warnings: li
     """
     seen: dict[str, int] = {}
     pos = start
-    prefix = f"{parent}/" if parent else ""
     while pos < end:
         left = end - pos
         if left < 8:
@@ -137,11 +134,8 @@ def _walk(src: _Window | _Heads, start: int, end: int, parent: str, warnings: li
                 return
             raise BoxError(f"{left} bytes after the last box are too few for a box header", offset=pos, path=parent or None)
         buf, at = src.head(pos, 16)
-        size, raw = _HEADER.unpack_from(buf, at)
-        fourcc = raw.decode("latin-1")
-        index = seen.get(fourcc, 0)
-        seen[fourcc] = index + 1
-        path = f"{prefix}{fourcc}[{index}]" if index else f"{prefix}{fourcc}"
+        fourcc = bytes(buf[at + 4 : at + 8]).decode("latin-1")
+        path = child_path(parent, fourcc, seen)
         if warnings is not None:
             tail = _tolerated_tail(src, pos, end, path, warnings, pos > start)
             if tail == "trailing":
@@ -149,18 +143,7 @@ def _walk(src: _Window | _Heads, start: int, end: int, parent: str, warnings: li
             if tail is not None:
                 yield (fourcc, pos, *tail, path)
                 return
-        header = 8
-        if size == 1:
-            if left < 16:
-                raise BoxError(f"'{fourcc}' box with a 64-bit size needs 16 header bytes, {left} left", offset=pos, path=path)
-            size = _LARGE.unpack_from(buf, at + 8)[0]
-            header = 16
-        elif size == 0:
-            size = left
-        if fourcc == "uuid":
-            header += 16
-        if size < header:
-            raise BoxError(f"'{fourcc}' box size {size} is smaller than its {header}-byte header", offset=pos, path=path)
+        size, header = read_header(buf, at, left, pos, path)[1:3]
         if size > left:
             raise BoxError(f"'{fourcc}' box size {size} runs past the end of its parent ({left} bytes left)", offset=pos, path=path)
         yield fourcc, pos, size, header, path
@@ -174,11 +157,11 @@ def _tolerated_tail(src: _Window | _Heads, pos: int, end: int, path: str, warnin
     left = end - pos
     if left >= 8:
         buf, at = src.head(pos, 16)
-        size, raw = _HEADER.unpack_from(buf, at)
+        size, raw = SIZE_TYPE.unpack_from(buf, at)
         fourcc = raw.decode("latin-1")
         header = 8
         if size == 1 and left >= 16:
-            size, header = _LARGE.unpack_from(buf, at + 8)[0], 16
+            size, header = LARGE_SIZE.unpack_from(buf, at + 8)[0], 16
         if fourcc == "uuid":
             header += 16
         if size == 0 or (size != 1 and header <= size <= left) or (header == 16 and header <= size <= left):
