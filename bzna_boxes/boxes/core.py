@@ -48,6 +48,7 @@ __all__ = [
     "SAMPLE_LOCATING",
     "PADDED_TYPES",
     "unreadable_header",
+    "field_position",
 ]
 
 MAX_DEPTH = 64
@@ -374,6 +375,16 @@ def unreadable_header(view: memoryview, pos: int, end: int) -> str | None:
     if size > left and fourcc not in PADDED_TYPES:
         return f"a header of size {size}, past the end of the file ({left} bytes left)"
     return None
+
+
+def field_position(box: Mapping, name: str) -> int:
+    """Where field ``name`` of a parsed ``box`` lies in the buffer it was parsed from: the box's
+    ``_offset``, its header and the field's offset in its schema (for the box's ``version``)."""
+    from .fields import field_offset
+
+    header = _SIZE_TYPE.size + (_LARGE.size if box.get("large_size") else 0) + (16 if box.get("extended_type") is not None else 0)
+    context = {"version": box["version"]} if "version" in box else {}
+    return box._offset + header + field_offset(lookup(box["type"]).fields, name, **context)
 
 
 def build_box(value: Mapping, out: ChunkWriter, path: str = "") -> None:
