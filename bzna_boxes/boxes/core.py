@@ -66,7 +66,10 @@ TRAILING = "the bytes from here to the end of the file are kept as its trailing 
 _MAX32 = 0xFFFFFFFF
 _LISTS = (Array, GreedyRange, RepeatUntil)
 _HEADER_KEYS = ("type", "large_size", "size_to_end", "extended_type", "declared_size")
-_BODY_ERRORS = (ConstructError, struct.error, ValueError, OverflowError, TypeError, IndexError, KeyError, AttributeError)
+_PARSE_ERRORS = (ConstructError, struct.error, ValueError, OverflowError)
+"""What malformed input raises inside a schema's parse; anything else is a bug in the schema."""
+_BUILD_ERRORS = (*_PARSE_ERRORS, TypeError, IndexError, KeyError, AttributeError)
+"""What a value that does not fit its schema raises while building (a missing key, a wrong type)."""
 
 
 class BoxWarning:
@@ -161,7 +164,7 @@ class BoxType:
         stream = ViewStream(view)
         try:
             value.update(fields.parse_stream(stream))
-        except _BODY_ERRORS as exc:
+        except _PARSE_ERRORS as exc:
             error = _CutShort if _ran_out(exc, fields) else BoxError
             raise error(_reason(exc, "parse"), offset=offset + stream.pos, path=path) from exc
         finally:
@@ -187,7 +190,7 @@ class BoxType:
             return
         try:
             fields.build_stream(value, out)
-        except _BODY_ERRORS as exc:
+        except _BUILD_ERRORS as exc:
             raise BoxError(_reason(exc, "build"), path=path) from exc
 
     def build_rest(self, value: Mapping, out: ChunkWriter, path: str) -> None:
