@@ -417,7 +417,7 @@ class BznaFile:
     """
 
     def __init__(self, source: str | os.PathLike | Storage, *, check_bounds: bool = True):
-        if isinstance(source, (str, os.PathLike)):
+        if isinstance(source, (str, bytes, os.PathLike)):
             self._path = os.fspath(source)
             self._given: Storage | None = None
         else:
