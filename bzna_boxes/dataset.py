@@ -17,7 +17,6 @@ engine, once per distinct record (a dataset has a handful: one per frame size).
 from __future__ import annotations
 
 import os
-import struct
 import threading
 import weakref
 from functools import lru_cache
@@ -30,9 +29,9 @@ from .boxes import lookup
 from .boxes.fields import Fixed16_16, entry_struct, field_offset, field_struct
 from .boxes.sample_entry import VISUAL_SAMPLE_ENTRY
 from .errors import BoxError
-from .image import CleanAperture, EncodedImage
 from .headers import LARGE_SIZE as _U64
 from .headers import SIZE_TYPE as _HEADER
+from .image import CleanAperture, EncodedImage
 from .index import BznaFile, _walk, _Window
 
 __all__ = ["Dataset", "ImageNet", "Sample", "MissingSampleError", "SPLITS"]
