@@ -17,7 +17,6 @@ engine, once per distinct record (a dataset has a handful: one per frame size).
 from __future__ import annotations
 
 import os
-import struct
 import threading
 import weakref
 from functools import lru_cache
@@ -26,9 +25,14 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from . import layout
+from .boxes import lookup
+from .boxes.fields import Fixed16_16, entry_struct, field_offset, field_struct
+from .boxes.sample_entry import VISUAL_SAMPLE_ENTRY
 from .errors import BoxError
+from .headers import LARGE_SIZE as _U64
+from .headers import SIZE_TYPE as _HEADER
 from .image import CleanAperture, EncodedImage
-from .index import _HEADER, BznaFile, _walk
+from .index import BznaFile, _walk, _Window
 
 __all__ = ["Dataset", "ImageNet", "Sample", "MissingSampleError", "SPLITS"]
 
@@ -456,22 +460,29 @@ def split_range(length: int, split: str | None) -> tuple[int, int]:
 
 # --- the inner MP4 ---------------------------------------------------------------------------
 
-_U32 = struct.Struct(">I")
-_U64 = struct.Struct(">Q")
-_WH = struct.Struct(">HH")
-_CLAP = struct.Struct(">IIIIiIiI")
-_CLAP_KEYS = (
-    "clean_aperture_width_n",
-    "clean_aperture_width_d",
-    "clean_aperture_height_n",
-    "clean_aperture_height_d",
-    "horiz_off_n",
-    "horiz_off_d",
-    "vert_off_n",
-    "vert_off_d",
-)
-_VISUAL_ENTRY_FIELDS = 78
+# Where the fast path finds its fields in a box body: derived from the box schemas, once.
+_STSZ, _STCO, _CO64, _TKHD, _HDLR, _CLAP_FIELDS = (lookup(t).fields for t in ("stsz", "stco", "co64", "tkhd", "hdlr", "clap"))
+_HDLR_NAME = field_offset(_HDLR, "name")
+_STSZ_HEAD = field_struct(_STSZ, ("sample_size", "sample_count"))
+_STSZ_SAMPLE_SIZE, _STSZ_FIRST_ENTRY = field_offset(_STSZ, "sample_size"), field_offset(_STSZ, "entry_sizes")
+_STSZ_ENTRY = entry_struct(_STSZ, "entry_sizes")
+_CHUNK_TABLES = {
+    fourcc.encode(): (fourcc, field_offset(fields, "entry_count"), field_struct(fields, ("entry_count",)), field_offset(fields, "chunk_offsets"), entry_struct(fields, "chunk_offsets"))
+    for fourcc, fields in (("stco", _STCO), ("co64", _CO64))
+}
+"""stco / co64: the name, entry_count's offset and struct, the first chunk offset's offset and struct."""
+_STSD_ENTRIES = lookup("stsd").fields.sizeof()
+"""Bytes of stsd's own fields (FullBox header, entry_count) before its entries."""
+_TKHD_SIZE = {version: field_offset(_TKHD, "width", version=version) for version in (0, 1)}
+_TKHD_WH = field_struct(_TKHD, ("width", "height"), version=0)
+_TKHD_VERSION = field_offset(_TKHD, "version")
+_FIXED_ONE = Fixed16_16.scale
+_WH = field_struct(VISUAL_SAMPLE_ENTRY, ("width", "height"))
+_ENTRY_WH = field_offset(VISUAL_SAMPLE_ENTRY, "width")
+_VISUAL_ENTRY_FIELDS = VISUAL_SAMPLE_ENTRY.sizeof()
 """Bytes of a VisualSampleEntry's fields before its child boxes (§12.1.3)."""
+_CLAP = field_struct(_CLAP_FIELDS)
+_CLAP_KEYS = tuple(sc.name for sc in _CLAP_FIELDS.subcons)
 _HEVC_ENTRIES = ("hvc1", "hev1")
 
 
@@ -538,7 +549,7 @@ def _quick_walk(view: memoryview, start: int, end: int, path: str) -> Iterator[t
 
 def _exact_walk(view: memoryview, start: int, end: int, path: str) -> Iterator[tuple[bytes, int, int, int, str]]:
     """The child boxes with their exact paths; BoxError on a malformed header."""
-    for fourcc, off, size, header, box_path in _walk(view, start, end, path):
+    for fourcc, off, size, header, box_path in _walk(_Window(view), start, end, path):
         yield fourcc.encode("latin-1"), off, size, header, box_path
 
 
@@ -623,8 +634,8 @@ def _inner_traks(view: memoryview, moov: tuple, walker) -> Iterator[tuple[bytes,
         hdlr = first(view, mdia, b"hdlr") if mdia is not None else None
         if hdlr is not None:
             o3, s3, h3, p3 = hdlr
-            _need(s3 - h3, 24, "hdlr", o3, p3)
-            yield bytes(view[o3 + h3 + 24 : o3 + s3]).split(b"\x00", 1)[0], trak, mdia
+            _need(s3 - h3, _HDLR_NAME, "hdlr", o3, p3)
+            yield bytes(view[o3 + h3 + _HDLR_NAME : o3 + s3]).split(b"\x00", 1)[0], trak, mdia
 
 
 def _sample_zero(view: memoryview, stbl: tuple, walker) -> tuple[int | None, int | None, tuple | None]:
@@ -635,25 +646,25 @@ def _sample_zero(view: memoryview, stbl: tuple, walker) -> tuple[int | None, int
     for fourcc, off, size, header, path in walk(view, o3 + h3, o3 + s3, p3):
         body = off + header
         if fourcc == b"stsd":
-            _need(size - header, 8, "stsd", off, path)
-            for f2, o2, s2, h2, p2 in walk(view, body + 8, off + size, path):
+            _need(size - header, _STSD_ENTRIES, "stsd", off, path)
+            for f2, o2, s2, h2, p2 in walk(view, body + _STSD_ENTRIES, off + size, path):
                 entry = (f2, o2, s2, h2, p2)
                 break
         elif fourcc == b"stsz":
-            _need(size - header, 12, "stsz", off, path)
-            sample_size, count = _U32.unpack_from(view, body + 4)[0], _U32.unpack_from(view, body + 8)[0]
+            _need(size - header, _STSZ_FIRST_ENTRY, "stsz", off, path)
+            sample_size, count = _STSZ_HEAD.unpack_from(view, body + _STSZ_SAMPLE_SIZE)
             if not count:
                 raise BoxError("the inner track has no sample", offset=off, path=path)
             if not sample_size:
-                _need(size - header, 16, "stsz", off, path)
-                sample_size = _U32.unpack_from(view, body + 12)[0]
+                _need(size - header, _STSZ_FIRST_ENTRY + _STSZ_ENTRY.size, "stsz", off, path)
+                sample_size = _STSZ_ENTRY.unpack_from(view, body + _STSZ_FIRST_ENTRY)[0]
         elif fourcc == b"stco" or fourcc == b"co64":
-            wide = fourcc == b"co64"
-            _need(size - header, 8, "stco", off, path)
-            if not _U32.unpack_from(view, body + 4)[0]:
+            name, count_at, count_code, first_at, offset_code = _CHUNK_TABLES[fourcc]
+            _need(size - header, first_at, name, off, path)
+            if not count_code.unpack_from(view, body + count_at)[0]:
                 raise BoxError("the inner track has no chunk", offset=off, path=path)
-            _need(size - header, 16 if wide else 12, "co64" if wide else "stco", off, path)
-            chunk_offset = (_U64 if wide else _U32).unpack_from(view, body + 8)[0]
+            _need(size - header, first_at + offset_code.size, name, off, path)
+            chunk_offset = offset_code.unpack_from(view, body + first_at)[0]
     return sample_size, chunk_offset, entry
 
 
@@ -674,10 +685,10 @@ def _picture(view: memoryview, start: int, end: int, trak: tuple, mdia: tuple, w
         raise BoxError("the inner track has no tkhd", offset=trak[0], path=trak[3])
     off, size, header, path = tkhd
     body = off + header
-    at = body + (88 if size > header and view[body] == 1 else 76)
-    _need(size - header, at + 8 - body, "tkhd", off, path)
-    width = round(_U32.unpack_from(view, at)[0] / 65536)
-    height = round(_U32.unpack_from(view, at + 4)[0] / 65536)
+    at = body + _TKHD_SIZE[1 if size > header and view[body + _TKHD_VERSION] == 1 else 0]
+    _need(size - header, at + _TKHD_WH.size - body, "tkhd", off, path)
+    width, height = _TKHD_WH.unpack_from(view, at)
+    width, height = round(width / _FIXED_ONE), round(height / _FIXED_ONE)
     stbl = _stbl(view, trak, mdia, walker)
     sample_size, chunk_offset, entry = _sample_zero(view, stbl, walker)
     if entry is None or sample_size is None or chunk_offset is None:
@@ -689,7 +700,7 @@ def _picture(view: memoryview, start: int, end: int, trak: tuple, mdia: tuple, w
         raise BoxError(f"the inner track's sample entry is {codec!r}, not hvc1 or hev1", offset=e_off, path=e_path)
     body = e_off + e_header
     _need(e_size - e_header, _VISUAL_ENTRY_FIELDS, codec, e_off, e_path)
-    frame_width, frame_height = _WH.unpack_from(view, body + 24)
+    frame_width, frame_height = _WH.unpack_from(view, body + _ENTRY_WH)
     hvcc = clap = None
     for fourcc, off, size, header, path in walk(view, body + _VISUAL_ENTRY_FIELDS, e_off + e_size, e_path):
         if fourcc == b"hvcC" and hvcc is None:

@@ -17,6 +17,7 @@ import numpy as np
 from .boxes import Boxes, lookup
 from .boxes.movie import UNITY_MATRIX
 from .errors import BoxError
+from .headers import child_path
 
 __all__ = ["inspect_file", "inspect_boxes", "box_summary", "format_text"]
 
@@ -78,11 +79,7 @@ def _named(boxes, parent: str) -> Iterator[tuple[str, Mapping]]:
     """``(path, box)`` for each box of a list, with the ``type[i]`` names used in errors."""
     seen: dict[str, int] = {}
     for box in boxes:
-        fourcc = box.get("type")
-        index = seen.get(fourcc, 0)
-        seen[fourcc] = index + 1
-        name = f"{fourcc}[{index}]" if index else f"{fourcc}"
-        yield (f"{parent}/{name}" if parent else name), box
+        yield child_path(parent, box.get("type"), seen), box
 
 
 def _walk(boxes, parent: str, level: int, depth: int | None) -> Iterator[tuple[str, Mapping, int]]:

@@ -32,7 +32,9 @@ import numpy as np
 
 from . import layout
 from .atomic import OutputLock, check_not_an_input, publish_together, remove_quietly, temporary_beside
-from .boxes import Box, Boxes, find
+from .boxes import Box, Boxes, find, lookup
+from .boxes.core import field_position
+from .boxes.fields import entry_struct, field_code
 from .checksum import CRC32C, file_checksums
 from .errors import BoxError
 
@@ -90,8 +92,18 @@ class InnerSample(NamedTuple):
 # video tracks), so it is built once per kind of frame and those numbers are packed into it per
 # sample. The template checks itself against layout once, at two picture sizes.
 
-_CLAP_FIELDS = (("clean_aperture_width_n", "I"), ("clean_aperture_height_n", "I"), ("horiz_off_n", "i"), ("vert_off_n", "i"))
-"""The clap fields that depend on the picture size, and their struct codes (the 4 others are constant)."""
+_CLAP_FIELDS = ("clean_aperture_width_n", "clean_aperture_height_n", "horiz_off_n", "vert_off_n")
+"""The clap fields that depend on the picture size (the 4 others are constant)."""
+
+
+def _slot(box: Mapping, field: str, what: tuple) -> tuple[int, str, tuple]:
+    """(offset, struct code, what goes there) of a 4-byte field (or a table's first entry) of a
+    parsed box of the template, from the box's schema."""
+    fields = lookup(box["type"]).fields
+    code = entry_struct(fields, field).format[1:] if isinstance(box[field], np.ndarray) else field_code(fields, field)
+    if struct.calcsize(">" + code) != 4:
+        raise AssertionError(f"layout.inner_sample changed: {box['type']}.{field} is not a 4-byte field")
+    return field_position(box, field), code, what
 
 
 def _with_size(frame: layout.Frame, width: int, height: int) -> layout.Frame:
@@ -127,13 +139,12 @@ class _InnerTemplate:
             stsz, stco = find(stbl, "stsz"), find(stbl, "stco")
             if stsz.sample_size or len(stsz.entry_sizes) != 1 or len(stco.chunk_offsets) != 1:
                 raise AssertionError(f"layout.inner_sample changed: {name} has not one stsz entry and one stco offset")
-            slots += [(stsz._offset + 20, "I", ("size", index)), (stco._offset + 16, "I", ("offset", index))]
-        for index in (0, 1):  # the video tracks: tkhd width and height (16.16, its last fields), clap
+            slots += [_slot(stsz, "entry_sizes", ("size", index)), _slot(stco, "chunk_offsets", ("offset", index))]
+        for index in (0, 1):  # the video tracks: tkhd width and height (16.16), clap
             tkhd = find(moov, f"trak[{index}]/tkhd")
             clap = find(moov, f"trak[{index}]/mdia/minf/stbl/stsd/hvc1/clap")
-            slots += [(tkhd._offset + tkhd._size - 8, "I", ("tkhd_width", index)),
-                      (tkhd._offset + tkhd._size - 4, "I", ("tkhd_height", index))]  # fmt: skip
-            slots += [(clap._offset + 8 + 8 * k, code, (field, index)) for k, (field, code) in enumerate(_CLAP_FIELDS)]
+            slots += [_slot(tkhd, "width", ("tkhd_width", index)), _slot(tkhd, "height", ("tkhd_height", index))]
+            slots += [_slot(clap, field, (field, index)) for field in _CLAP_FIELDS]
         slots.sort()
         self._order = [what for _, _, what in slots]
         pieces, fmt, at = [], ">", 0

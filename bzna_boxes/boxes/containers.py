@@ -8,17 +8,17 @@ from ..errors import BoxError
 from .core import BoxType, register, tolerate
 from .fields import full_box
 
-__all__ = ["Container", "CountedContainer", "CONTAINERS"]
+__all__ = ["ContainerBox", "CountedContainerBox", "CONTAINERS"]
 
 
-class Container(BoxType):
+class ContainerBox(BoxType):
     """A box whose body is a sequence of boxes (``children``)."""
 
     def __init__(self, fourcc: str, name: str, fields=None):
         super().__init__(fourcc, name, fields, children=True)
 
 
-class CountedContainer(BoxType):
+class CountedContainerBox(BoxType):
     """A FullBox with ``entry_count`` then that many child boxes (stsd, dref)."""
 
     def __init__(self, fourcc: str, name: str):
@@ -67,7 +67,7 @@ CONTAINERS = {
 }
 
 for _fourcc, _name in CONTAINERS.items():
-    register(Container(_fourcc, _name))
+    register(ContainerBox(_fourcc, _name))
 
-register(CountedContainer("stsd", "SampleDescriptionBox"))
-register(CountedContainer("dref", "DataReferenceBox"))
+register(CountedContainerBox("stsd", "SampleDescriptionBox"))
+register(CountedContainerBox("dref", "DataReferenceBox"))

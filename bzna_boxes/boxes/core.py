@@ -23,8 +23,10 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from construct import Array, ConstructError, Construct, Container, GreedyRange, ListContainer, RepeatUntil, SizeofError, StreamError
 
-from ..atomic import atomic_file
 from ..errors import BoxError
+from ..headers import LARGE_SIZE as _LARGE
+from ..headers import SIZE_TYPE as _SIZE_TYPE
+from ..headers import child_path, read_header
 from ..stream import ChunkWriter, ViewStream, as_memoryview
 
 __all__ = [
@@ -46,6 +48,7 @@ __all__ = [
     "SAMPLE_LOCATING",
     "PADDED_TYPES",
     "unreadable_header",
+    "field_position",
 ]
 
 MAX_DEPTH = 64
@@ -60,12 +63,13 @@ PADDED_TYPES = frozenset({"mdat", "free", "skip", "wide"})
 CLIPPED = "kept as the bytes up to the end of the file"
 TRAILING = "the bytes from here to the end of the file are kept as its trailing bytes"
 
-_SIZE_TYPE = struct.Struct(">I4s")
-_LARGE = struct.Struct(">Q")
 _MAX32 = 0xFFFFFFFF
 _LISTS = (Array, GreedyRange, RepeatUntil)
 _HEADER_KEYS = ("type", "large_size", "size_to_end", "extended_type", "declared_size")
-_BODY_ERRORS = (ConstructError, struct.error, ValueError, OverflowError, TypeError, IndexError, KeyError, AttributeError)
+_PARSE_ERRORS = (ConstructError, struct.error, ValueError, OverflowError)
+"""What malformed input raises inside a schema's parse; anything else is a bug in the schema."""
+_BUILD_ERRORS = (*_PARSE_ERRORS, TypeError, IndexError, KeyError, AttributeError)
+"""What a value that does not fit its schema raises while building (a missing key, a wrong type)."""
 
 
 class BoxWarning:
@@ -160,7 +164,7 @@ class BoxType:
         stream = ViewStream(view)
         try:
             value.update(fields.parse_stream(stream))
-        except _BODY_ERRORS as exc:
+        except _PARSE_ERRORS as exc:
             error = _CutShort if _ran_out(exc, fields) else BoxError
             raise error(_reason(exc, "parse"), offset=offset + stream.pos, path=path) from exc
         finally:
@@ -186,7 +190,7 @@ class BoxType:
             return
         try:
             fields.build_stream(value, out)
-        except _BODY_ERRORS as exc:
+        except _BUILD_ERRORS as exc:
             raise BoxError(_reason(exc, "build"), path=path) from exc
 
     def build_rest(self, value: Mapping, out: ChunkWriter, path: str) -> None:
@@ -272,26 +276,14 @@ def parse_box(view: memoryview, pos: int, end: int, base: int, path: str, depth:
     left = end - pos
     if left < 8:
         raise BoxError(f"box header needs 8 bytes, {left} left", offset=offset, path=path)
-    size, raw_type = _SIZE_TYPE.unpack_from(view, pos)
-    fourcc = raw_type.decode("latin-1")
+    fourcc, size, header, large_size, size_to_end = read_header(view, pos, left, offset, path)
     value = Container(type=fourcc)
-    header = 8
-    if size == 1:
-        if left < 16:
-            raise BoxError(f"'{fourcc}' box with a 64-bit size needs 16 header bytes, {left} left", offset=offset, path=path)
-        size = _LARGE.unpack_from(view, pos + 8)[0]
-        header = 16
+    if large_size:
         value.large_size = True
-    elif size == 0:
-        size = left
+    elif size_to_end:
         value.size_to_end = True
     if fourcc == "uuid":
-        if left < header + 16:
-            raise BoxError(f"'uuid' box needs {header + 16} header bytes, {left} left", offset=offset, path=path)
-        value.extended_type = bytes(view[pos + header : pos + header + 16])
-        header += 16
-    if size < header:
-        raise BoxError(f"'{fourcc}' box size {size} is smaller than its {header}-byte header", offset=offset, path=path)
+        value.extended_type = bytes(view[pos + header - 16 : pos + header])
     if size > left:
         reason = f"'{fourcc}' box size {size} runs past the end of its parent ({left} bytes left)"
         if not (clip and fourcc in PADDED_TYPES):
@@ -337,10 +329,9 @@ def parse_boxes(
     boxes, and the bytes from there are the returned tail (a warning, see :func:`tolerate`).
     """
     boxes = ListContainer()
-    seen: dict[bytes, int] = {}
+    seen: dict[str, int] = {}
     end = len(view)
     pos = start
-    prefix = f"{parent}/" if parent else ""
     while pos < end:
         if end - pos < 8:
             if tolerate_tail:
@@ -350,11 +341,7 @@ def parse_boxes(
                 tolerate(reason, TRAILING, base + pos, parent or None)
                 return boxes, bytes(view[pos:end])
             raise BoxError(reason, offset=base + pos, path=parent or None)
-        raw_type = bytes(view[pos + 4 : pos + 8])
-        index = seen.get(raw_type, 0)
-        seen[raw_type] = index + 1
-        name = raw_type.decode("latin-1")
-        path = f"{prefix}{name}[{index}]" if index else f"{prefix}{name}"
+        path = child_path(parent, bytes(view[pos + 4 : pos + 8]).decode("latin-1"), seen)
         if top_level and boxes and tolerating():
             bogus = unreadable_header(view, pos, end)
             if bogus:
@@ -391,6 +378,16 @@ def unreadable_header(view: memoryview, pos: int, end: int) -> str | None:
     if size > left and fourcc not in PADDED_TYPES:
         return f"a header of size {size}, past the end of the file ({left} bytes left)"
     return None
+
+
+def field_position(box: Mapping, name: str) -> int:
+    """Where field ``name`` of a parsed ``box`` lies in the buffer it was parsed from: the box's
+    ``_offset``, its header and the field's offset in its schema (for the box's ``version``)."""
+    from .fields import field_offset
+
+    header = _SIZE_TYPE.size + (_LARGE.size if box.get("large_size") else 0) + (16 if box.get("extended_type") is not None else 0)
+    context = {"version": box["version"]} if "version" in box else {}
+    return box._offset + header + field_offset(lookup(box["type"]).fields, name, **context)
 
 
 def build_box(value: Mapping, out: ChunkWriter, path: str = "") -> None:
@@ -438,10 +435,7 @@ def _build_children(children: Iterable[Mapping], out: ChunkWriter, parent: str) 
     seen: dict[Any, int] = {}
     for child in children:
         fourcc = child.get("type") if isinstance(child, Mapping) else None
-        index = seen.get(fourcc, 0)
-        seen[fourcc] = index + 1
-        name = f"{fourcc}[{index}]" if index else f"{fourcc}"
-        build_box(child, out, f"{parent}/{name}" if parent else name)
+        build_box(child, out, child_path(parent, fourcc, seen))
 
 
 class _BoxConstruct(Construct):
@@ -489,6 +483,8 @@ class _BoxConstruct(Construct):
 
     def build_file(self, obj, filename, **contextkw):
         """Build into ``filename`` through a temporary file beside it, renamed into place on success."""
+        from ..atomic import atomic_file  # tempfile and fcntl: only a writer needs them
+
         out = ChunkWriter()
         self._build_chunks(obj, out)
         with atomic_file(filename) as f:
@@ -521,7 +517,7 @@ class _OneBox(_BoxConstruct):
             stream.pos = end
             return box
         head = stream.read(16)
-        size = struct.unpack_from(">I", head)[0] if len(head) >= 4 else 0
+        size = _SIZE_TYPE.unpack_from(head)[0] if len(head) >= 8 else 0
         if size == 1 and len(head) >= 16:
             size = _LARGE.unpack_from(head, 8)[0]
         rest = stream.read() if size == 0 else stream.read(max(0, size - len(head)))

@@ -6,6 +6,8 @@ input back byte for byte (reserved bits and string padding included).
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 from construct import (
     Adapter,
@@ -13,6 +15,7 @@ from construct import (
     Construct,
     Container,
     Default,
+    FormatField,
     GreedyBytes,
     Int16sb,
     Int16ub,
@@ -26,6 +29,7 @@ from construct import (
     StopFieldError,
     StreamError,
     Struct,
+    Subconstruct,
     evaluate,
     stream_read,
     stream_write,
@@ -47,6 +51,10 @@ __all__ = [
     "PascalName32",
     "Table",
     "as_table",
+    "field_offset",
+    "field_code",
+    "field_struct",
+    "entry_struct",
 ]
 
 
@@ -430,3 +438,68 @@ class Table(Construct):
 def full_box(*subcons) -> Fields:
     """Fields of a FullBox: ``version`` (8 bits) and ``flags`` (24 bits), then ``subcons``."""
     return Fields("version" / Default(Int8ub, 0), "flags" / Default(Int24ub, 0), *subcons)
+
+
+# --- layouts derived from the schemas (for readers that skip the engine, as fontTools' sstruct) ---
+
+
+def _subcon(fields: Struct, name: str) -> Construct:
+    for sc in fields.subcons:
+        if sc.name == name:
+            return sc
+    raise KeyError(f"no field {name!r} in {', '.join(sc.name or '?' for sc in fields.subcons)}")
+
+
+def field_offset(fields: Struct, name: str, **context) -> int:
+    """Byte offset of field ``name`` in a body laid out by ``fields``: the sizes of the fields
+    before it, which must be fixed given ``context`` (such as ``version=1`` for the 64-bit times
+    of a version 1 ``tkhd``)."""
+    _subcon(fields, name)  # a KeyError naming the fields when there is no such field
+    offset = 0
+    for sc in fields.subcons:
+        if sc.name == name:
+            return offset
+        offset += sc.sizeof(**context)
+    raise KeyError(f"no field {name!r} in {', '.join(sc.name or '?' for sc in fields.subcons)}")
+
+
+def field_code(fields: Struct, name: str) -> str:
+    """The ``struct`` code (``"I"``, ``"i"``, ``"H"``...) of a big-endian integer field (through
+    ``Default``, adapters such as the fixed-point numbers, and renaming)."""
+    sc = _subcon(fields, name)
+    while not isinstance(sc, FormatField):
+        if not isinstance(sc, Subconstruct):
+            raise TypeError(f"field {name!r} is not a fixed-size integer ({type(sc).__name__})")
+        sc = sc.subcon
+    if sc.fmtstr[0] != ">":
+        raise TypeError(f"field {name!r} is not big-endian ({sc.fmtstr!r})")
+    return sc.fmtstr[1:]
+
+
+def field_struct(fields: Struct, names: tuple[str, ...] | None = None, **context) -> struct.Struct:
+    """A ``struct.Struct`` reading the consecutive integer fields ``names`` (all of ``fields``
+    when None) of a body laid out by ``fields``, from the first of them (``context``: as for
+    :func:`field_offset`)."""
+    names = tuple(sc.name for sc in fields.subcons) if names is None else names
+    codes = [field_code(fields, name) for name in names]
+    at = field_offset(fields, names[0], **context)
+    for name, code in zip(names, codes):
+        if field_offset(fields, name, **context) != at:
+            raise ValueError(f"fields {', '.join(names)} are not consecutive")
+        at += struct.calcsize(">" + code)
+    return struct.Struct(">" + "".join(codes))
+
+
+def entry_struct(fields: Struct, name: str) -> struct.Struct:
+    """A ``struct.Struct`` reading one entry of the :class:`Table` field ``name`` whose entries
+    are plain big-endian integers (``stco``'s ``chunk_offsets``, ``stsz``'s ``entry_sizes``)."""
+    sc = _subcon(fields, name)
+    while not isinstance(sc, Table):
+        inner = getattr(sc, "subcon", None) or getattr(sc, "thensubcon", None)
+        if inner is None:
+            raise TypeError(f"field {name!r} is not a table ({type(sc).__name__})")
+        sc = inner
+    if callable(sc.dtype) or sc.dtype.names is not None or sc.dtype.kind not in "iu":
+        raise TypeError(f"field {name!r} is not a table of plain integers")
+    code = {1: "b", 2: "h", 4: "i", 8: "q"}[sc.dtype.itemsize]
+    return struct.Struct(">" + (code.upper() if sc.dtype.kind == "u" else code))

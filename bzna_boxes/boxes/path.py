@@ -9,6 +9,7 @@ import re
 from typing import Iterator, Mapping, Sequence
 
 from ..errors import BoxError
+from ..headers import child_path
 
 __all__ = ["find", "find_all", "walk"]
 
@@ -52,10 +53,6 @@ def walk(tree, parent: str = "") -> Iterator[tuple[str, Mapping]]:
     """Yield ``(path, box)`` for every box under ``tree``, depth first, in file order."""
     seen: dict[str, int] = {}
     for box in _children(tree):
-        fourcc = box.get("type")
-        index = seen.get(fourcc, 0)
-        seen[fourcc] = index + 1
-        name = f"{fourcc}[{index}]" if index else fourcc
-        path = f"{parent}/{name}" if parent else name
+        path = child_path(parent, box.get("type"), seen)
         yield path, box
         yield from walk(box, path)

@@ -320,3 +320,44 @@ def test_build_errors_name_the_path(name):
     with pytest.raises(BoxError) as caught:
         Box.build(values)
     assert caught.value.path == path and reason in caught.value.reason, str(caught.value)
+
+
+# --- a bug in a schema is not malformed input ---------------------------------------------------
+
+
+class _Raises(Int32ub.__class__):
+    """An Int32ub that raises ``error`` while parsing: a schema with a bug (or input it rejects)."""
+
+    def __init__(self, error: BaseException):
+        super().__init__(">", "L")
+        self.error = error
+
+    def _parse(self, stream, context, path):
+        super()._parse(stream, context, path)
+        raise self.error
+
+
+@pytest.mark.parametrize(
+    "error, as_box_error",
+    [
+        (TypeError("unsupported operand"), False),
+        (AttributeError("'NoneType' object has no attribute 'x'"), False),
+        (KeyError("field_size"), False),
+        (IndexError("list index out of range"), False),
+        (ValueError("a value the input cannot have"), True),
+        (OverflowError("too large"), True),
+        (struct.error("unpack requires 4 bytes"), True),
+    ],
+    ids=lambda v: type(v).__name__ if isinstance(v, BaseException) else str(v),
+)
+def test_only_input_errors_become_box_errors(monkeypatch, error, as_box_error):
+    monkeypatch.setitem(core._REGISTRY, "xbug", BoxType("xbug", "BuggyBox", full_box("value" / _Raises(error))))
+    data = _box(b"xbug", bytes(8))
+    if as_box_error:
+        with pytest.raises(BoxError) as info:
+            Box.parse(data)
+        assert info.value.path == "xbug" and info.value.offset == 16
+    else:
+        with pytest.raises(type(error)) as info:
+            Box.parse(data)
+        assert not isinstance(info.value, BoxError)
