@@ -28,7 +28,7 @@ import numpy as np
 from . import layout
 from .errors import BoxError
 from .image import CleanAperture, EncodedImage
-from .index import _HEADER, BznaFile, _walk
+from .index import _HEADER, BznaFile, _walk, _Window
 
 __all__ = ["Dataset", "ImageNet", "Sample", "MissingSampleError", "SPLITS"]
 
@@ -538,7 +538,7 @@ def _quick_walk(view: memoryview, start: int, end: int, path: str) -> Iterator[t
 
 def _exact_walk(view: memoryview, start: int, end: int, path: str) -> Iterator[tuple[bytes, int, int, int, str]]:
     """The child boxes with their exact paths; BoxError on a malformed header."""
-    for fourcc, off, size, header, box_path in _walk(view, start, end, path):
+    for fourcc, off, size, header, box_path in _walk(_Window(view), start, end, path):
         yield fourcc.encode("latin-1"), off, size, header, box_path
 
 

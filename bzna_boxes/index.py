@@ -1,7 +1,9 @@
-"""The sample index of an MP4 / .bzna file over one read-only memory map: :func:`open`.
+"""The sample index of an MP4 / .bzna file read through its storage: :func:`open`.
 
-``open(path)`` walks the top-level box headers (an ``mdat`` payload is never read), parses
-the few boxes of ``moov`` (and of each ``moof``) that locate samples, and turns the sample
+``open(path_or_storage)`` walks the top-level box headers (an ``mdat`` payload is never read;
+through the whole-file map where the storage has one, else a ``storage.read`` per header),
+views ``moov`` and each ``moof`` whole (one ``storage.view`` each), parses the few boxes in
+them that locate samples, and turns the sample
 tables into two numpy arrays per track: absolute file ``offsets`` (uint64) and ``sizes``
 (uint32). The rules are the general ones of ISO/IEC 14496-12: chunk offsets (``stco`` /
 ``co64``, §8.7.5) expanded through the ``stsc`` runs (§8.7.4) and the sample sizes (``stsz``
@@ -15,7 +17,7 @@ are read here with ``struct`` and ``np.frombuffer``, so that opening a file impo
 ``Track.sample_entry`` is parsed by the box engine when first asked for.
 
 The arrays are copies, so they never pin the map; the memoryviews that ``track[i]`` hands out
-are slices of it. :meth:`BznaFile.close` releases the map at once when no such view is
+are slices of it (or, for a storage that does not map, views of the bytes it fetched). :meth:`BznaFile.close` releases the map at once when no such view is
 alive, else when the last one is released.
 """
 
@@ -93,13 +95,49 @@ def _check_signature(head: bytes) -> None:
     raise BoxError(f"not an ISO-BMFF (MP4) file: {what}", offset=0)
 
 
-def _walk(view: memoryview, start: int, end: int, parent: str, warnings: list | None = None) -> Iterator[tuple[str, int, int, int, str]]:
-    """Yield ``(type, offset, size, header, path)`` for the boxes filling ``view[start:end]``.
+class _Window:
+    """Bytes of a file starting at file offset ``base``: a whole file (``base`` 0), or one box
+    viewed through the storage (``moov``, a ``moof``). Positions stay absolute file offsets."""
 
-    Only headers are read. Paths follow :mod:`bzna_boxes.boxes.path` (``trak[1]`` is the
-    second ``trak``). ``warnings`` (a list, for the top level of a file): what the box engine
-    tolerates there is tolerated the same way and recorded in it (a padding box or ``mdat`` cut
-    short by the end of the file; garbage after the last box).
+    __slots__ = ("view", "base")
+
+    def __init__(self, view: memoryview, base: int = 0):
+        self.view = view
+        self.base = base
+
+    def head(self, pos: int, nbytes: int) -> tuple[memoryview, int]:
+        """A buffer and the index in it of the bytes at file offset ``pos``."""
+        return self.view, pos - self.base
+
+    def slice(self, start: int, end: int) -> memoryview:
+        return self.view[start - self.base : end - self.base]
+
+
+class _Heads:
+    """A file read a box header at a time through its storage (no whole-file view)."""
+
+    __slots__ = ("storage",)
+
+    def __init__(self, storage: Storage):
+        self.storage = storage
+
+    def head(self, pos: int, nbytes: int) -> tuple[bytes, int]:
+        return self.storage.read(pos, min(nbytes, self.storage.size - pos)), 0
+
+
+def _headers(storage: Storage) -> _Window | _Heads:
+    """What box headers are read from: the whole-file view where the storage maps, else reads."""
+    buffer = storage.buffer
+    return _Window(buffer) if buffer is not None else _Heads(storage)
+
+
+def _walk(src: _Window | _Heads, start: int, end: int, parent: str, warnings: list | None = None) -> Iterator[tuple[str, int, int, int, str]]:
+    """Yield ``(type, offset, size, header, path)`` for the boxes filling file bytes ``start .. end``.
+
+    Only headers are read, from ``src``. Paths follow :mod:`bzna_boxes.boxes.path` (``trak[1]``
+    is the second ``trak``). ``warnings`` (a list, for the top level of a file): what the box
+    engine tolerates there is tolerated the same way and recorded in it (a padding box or
+    ``mdat`` cut short by the end of the file; garbage after the last box).
     """
     seen: dict[str, int] = {}
     pos = start
@@ -108,16 +146,17 @@ def _walk(view: memoryview, start: int, end: int, parent: str, warnings: list | 
         left = end - pos
         if left < 8:
             if warnings is not None and pos > start:
-                _tolerated_tail(view, pos, end, "", warnings, True)
+                _tolerated_tail(src, pos, end, "", warnings, True)
                 return
             raise BoxError(f"{left} bytes after the last box are too few for a box header", offset=pos, path=parent or None)
-        size, raw = _HEADER.unpack_from(view, pos)
+        buf, at = src.head(pos, 16)
+        size, raw = _HEADER.unpack_from(buf, at)
         fourcc = raw.decode("latin-1")
         index = seen.get(fourcc, 0)
         seen[fourcc] = index + 1
         path = f"{prefix}{fourcc}[{index}]" if index else f"{prefix}{fourcc}"
         if warnings is not None:
-            tail = _tolerated_tail(view, pos, end, path, warnings, pos > start)
+            tail = _tolerated_tail(src, pos, end, path, warnings, pos > start)
             if tail == "trailing":
                 return
             if tail is not None:
@@ -127,7 +166,7 @@ def _walk(view: memoryview, start: int, end: int, parent: str, warnings: list | 
         if size == 1:
             if left < 16:
                 raise BoxError(f"'{fourcc}' box with a 64-bit size needs 16 header bytes, {left} left", offset=pos, path=path)
-            size = _LARGE.unpack_from(view, pos + 8)[0]
+            size = _LARGE.unpack_from(buf, at + 8)[0]
             header = 16
         elif size == 0:
             size = left
@@ -141,17 +180,18 @@ def _walk(view: memoryview, start: int, end: int, parent: str, warnings: list | 
         pos += size
 
 
-def _tolerated_tail(view: memoryview, pos: int, end: int, path: str, warnings: list, after_a_box: bool):
+def _tolerated_tail(src: _Window | _Heads, pos: int, end: int, path: str, warnings: list, after_a_box: bool):
     """At the top level: "trailing" for garbage from ``pos`` to the end (``after_a_box`` only),
     ``(size, header)`` for a padding box or ``mdat`` cut short by the end of the file, None for
     a sound header (or a known box cut short, or garbage first: the caller's error)."""
     left = end - pos
     if left >= 8:
-        size, raw = _HEADER.unpack_from(view, pos)
+        buf, at = src.head(pos, 16)
+        size, raw = _HEADER.unpack_from(buf, at)
         fourcc = raw.decode("latin-1")
         header = 8
         if size == 1 and left >= 16:
-            size, header = _LARGE.unpack_from(view, pos + 8)[0], 16
+            size, header = _LARGE.unpack_from(buf, at + 8)[0], 16
         if fourcc == "uuid":
             header += 16
         if size == 0 or (size != 1 and header <= size <= left) or (header == 16 and header <= size <= left):
@@ -163,7 +203,7 @@ def _tolerated_tail(view: memoryview, pos: int, end: int, path: str, warnings: l
             reason = f"'{fourcc}' box size {size} runs past the end of its parent ({left} bytes left)"
             warnings.append(BoxWarning(f"{reason}: {CLIPPED}", offset=pos, path=path))
             return left, header
-        reason = unreadable_header(view, pos, end)
+        reason = unreadable_header(memoryview(buf)[at : at + min(16, left)], 0, left)
         if reason is None or not after_a_box:
             return None
     else:
@@ -176,11 +216,12 @@ def _tolerated_tail(view: memoryview, pos: int, end: int, path: str, warnings: l
 class _Body:
     """A box body read field by field, each read checked against the bytes the box holds."""
 
-    __slots__ = ("view", "pos", "end", "path")
+    __slots__ = ("view", "base", "pos", "end", "path")
 
-    def __init__(self, view: memoryview, box: tuple):
+    def __init__(self, window: _Window, box: tuple):
         fourcc, offset, size, header, self.path = box
-        self.view = view
+        self.view = window.view
+        self.base = window.base
         self.pos = offset + header
         self.end = offset + size
 
@@ -190,7 +231,7 @@ class _Body:
 
     def u32(self, what: str) -> int:
         self.need(4, what)
-        value = _U32.unpack_from(self.view, self.pos)[0]
+        value = _U32.unpack_from(self.view, self.pos - self.base)[0]
         self.pos += 4
         return value
 
@@ -199,7 +240,7 @@ class _Body:
 
     def u64(self, what: str) -> int:
         self.need(8, what)
-        value = _LARGE.unpack_from(self.view, self.pos)[0]
+        value = _LARGE.unpack_from(self.view, self.pos - self.base)[0]
         self.pos += 8
         return value
 
@@ -212,24 +253,24 @@ class _Body:
         """``count`` big-endian entries as a numpy view of the map (copy it before keeping it)."""
         itemsize = np.dtype(dtype).itemsize
         self.need(count * itemsize, f"{what}: {count} entries of {itemsize} bytes")
-        table = np.frombuffer(self.view, dtype, count, self.pos)
+        table = np.frombuffer(self.view, dtype, count, self.pos - self.base)
         self.pos += count * itemsize
         return table
 
     def rest(self) -> bytes:
-        return bytes(self.view[self.pos : self.end])
+        return bytes(self.view[self.pos - self.base : self.end - self.base])
 
 
-def _tkhd_track_id(view: memoryview, box: tuple) -> int:
-    body = _Body(view, box)
+def _tkhd_track_id(window: _Window, box: tuple) -> int:
+    body = _Body(window, box)
     version, _ = body.full_box()
     body.pos += 16 if version == 1 else 8  # creation_time, modification_time
     return body.u32("track_id")
 
 
-def _hdlr(view: memoryview, box: tuple) -> tuple[str, str]:
+def _hdlr(window: _Window, box: tuple) -> tuple[str, str]:
     """(handler_type, name) of an hdlr box."""
-    body = _Body(view, box)
+    body = _Body(window, box)
     body.full_box()
     body.u32("pre_defined")
     handler = body.u32("handler_type").to_bytes(4, "big").decode("latin-1")
@@ -238,9 +279,9 @@ def _hdlr(view: memoryview, box: tuple) -> tuple[str, str]:
     return handler, _hdlr_name(body.rest().decode("utf-8", "surrogateescape"))
 
 
-def _sample_sizes(view: memoryview, box: tuple) -> tuple[int, int, np.ndarray | None]:
+def _sample_sizes(window: _Window, box: tuple) -> tuple[int, int, np.ndarray | None]:
     """(constant sample_size or 0, sample_count, per-sample sizes as uint32 or None) of stsz / stz2."""
-    body = _Body(view, box)
+    body = _Body(window, box)
     body.full_box()
     if box[0] == "stsz":
         sample_size = body.u32("sample_size")
@@ -263,25 +304,25 @@ def _sample_sizes(view: memoryview, box: tuple) -> tuple[int, int, np.ndarray | 
     raise BoxError(f"field_size must be 4, 8 or 16, not {bits}", offset=box[1], path=box[4])
 
 
-def _chunk_offsets(view: memoryview, box: tuple) -> np.ndarray:
-    body = _Body(view, box)
+def _chunk_offsets(window: _Window, box: tuple) -> np.ndarray:
+    body = _Body(window, box)
     body.full_box()
     count = body.u32("entry_count")
     return body.table(count, ">u8" if box[0] == "co64" else ">u4", "chunk_offsets").astype(np.uint64)
 
 
-def _sample_to_chunk(view: memoryview, box: tuple) -> tuple[np.ndarray, np.ndarray]:
+def _sample_to_chunk(window: _Window, box: tuple) -> tuple[np.ndarray, np.ndarray]:
     """(first_chunk, samples_per_chunk) of stsc, as int64."""
-    body = _Body(view, box)
+    body = _Body(window, box)
     body.full_box()
     count = body.u32("entry_count")
     runs = body.table(count, _STSC, "entries")
     return runs["first_chunk"].astype(np.int64), runs["samples_per_chunk"].astype(np.int64)
 
 
-def _trex(view: memoryview, box: tuple) -> tuple[int, int]:
+def _trex(window: _Window, box: tuple) -> tuple[int, int]:
     """(track_id, default_sample_size) of trex."""
-    body = _Body(view, box)
+    body = _Body(window, box)
     body.full_box()
     track_id = body.u32("track_id")
     body.need(8, "default_sample_description_index, default_sample_duration")
@@ -289,9 +330,9 @@ def _trex(view: memoryview, box: tuple) -> tuple[int, int]:
     return track_id, body.u32("default_sample_size")
 
 
-def _tfhd(view: memoryview, box: tuple) -> tuple[int, int, int | None, int | None]:
+def _tfhd(window: _Window, box: tuple) -> tuple[int, int, int | None, int | None]:
     """(track_id, flags, base_data_offset, default_sample_size) of tfhd (None: absent)."""
-    body = _Body(view, box)
+    body = _Body(window, box)
     _, flags = body.full_box()
     track_id = body.u32("track_id")
     base = body.u64("base_data_offset") if flags & _BASE_DATA_OFFSET_PRESENT else None
@@ -302,9 +343,9 @@ def _tfhd(view: memoryview, box: tuple) -> tuple[int, int, int | None, int | Non
     return track_id, flags, base, default_size
 
 
-def _trun(view: memoryview, box: tuple) -> tuple[int, int, int | None, np.ndarray | None]:
+def _trun(window: _Window, box: tuple) -> tuple[int, int, int | None, np.ndarray | None]:
     """(flags, sample_count, data_offset or None, per-sample sizes as uint32 or None) of trun."""
-    body = _Body(view, box)
+    body = _Body(window, box)
     _, flags = body.full_box()
     count = body.u32("sample_count")
     data_offset = body.i32("data_offset") if flags & _DATA_OFFSET_PRESENT else None
@@ -429,16 +470,22 @@ class Track:
         return len(self.sizes)
 
     def __getitem__(self, index: int) -> memoryview:
-        """Sample ``index`` as a zero-copy memoryview of the file (negative indices count from the end)."""
+        """Sample ``index`` as a memoryview of the file (negative indices count from the end): a
+        slice of the map where the storage maps, else the bytes :meth:`Storage.view` fetched."""
         view = self._file._view
-        if view is None:
-            view = self._file._require_view()
         start = int(self.offsets[index])
+        if view is None:
+            return self._file._load().storage.view(start, int(self.sizes[index]))
         return view[start : start + int(self.sizes[index])]
 
     def __iter__(self) -> Iterator[memoryview]:
-        view = self._file._require_view()
-        for start, size in zip(self.offsets.tolist(), self.sizes.tolist()):
+        state = self._file._load()
+        view = state.view
+        spans = zip(self.offsets.tolist(), self.sizes.tolist())
+        if view is None:
+            yield from (state.storage.view(start, size) for start, size in spans)
+            return
+        for start, size in spans:
             yield view[start : start + size]
 
     def __repr__(self) -> str:
@@ -463,24 +510,36 @@ class _State:
     @property
     def mm(self):
         """The local map (readers still reaching for it are moving to :attr:`storage`)."""
-        return self.storage._map
+        return getattr(self.storage, "_map", None)
 
 
 class BznaFile:
-    """An MP4 / .bzna file indexed over one read-only mmap (see :func:`open`).
+    """An MP4 / .bzna file indexed through a :class:`~bzna_boxes.storage.Storage` (see :func:`open`).
+
+    ``source`` is a path (opened as a :class:`~bzna_boxes.storage.LocalStorage`, one read-only
+    mmap) or a storage object, used as given; the file owns it and :meth:`close` closes it.
+    Opening reads the top-level box headers, then ``moov`` and each ``moof`` with one
+    ``storage.view`` each; nothing else of the file is read until asked for.
 
     ``tracks`` lists :class:`Track` in file order; ``track(name_or_id)`` finds one. A context
     manager; :meth:`close` releases the map (at once, or when the last view that
-    ``track[i]`` handed out is released: those views are the caller's). It pickles by path and
-    a copy reopens the file on first use, so it can go to ``DataLoader`` worker processes.
+    ``track[i]`` handed out is released: those views are the caller's). It pickles (by path
+    for a local file, by pickling its storage otherwise: a storage that does not pickle makes
+    a file that does not) and a copy reopens the file on first use, so it can go to
+    ``DataLoader`` worker processes.
 
     A sample outside the file or overlapping ``moov`` or a ``moof`` raises :class:`BoxError`
     naming the track and the sample; ``check_bounds=False`` leaves that to the caller
     (``bzna verify`` reports them all rather than the first).
     """
 
-    def __init__(self, path: str | os.PathLike, *, check_bounds: bool = True):
-        self._path = os.fspath(path)
+    def __init__(self, source: str | os.PathLike | Storage, *, check_bounds: bool = True):
+        if isinstance(source, (str, os.PathLike)):
+            self._path = os.fspath(source)
+            self._given: Storage | None = None
+        else:
+            self._path = source.name
+            self._given = source
         self._check_bounds = check_bounds
         self._lock = threading.Lock()
         self._state: _State | None = None
@@ -489,7 +548,10 @@ class BznaFile:
         self._load()
 
     def __reduce__(self):
-        return _reopen, (self._path,)
+        given = self._given
+        if given is None or isinstance(given, LocalStorage):
+            return _reopen, (self._path,)
+        return _reopen, (given,)
 
     # --- opening and closing -------------------------------------------------------------
 
@@ -502,23 +564,28 @@ class BznaFile:
                 return self._state
             if self._closed:
                 raise ValueError(f"{self._path}: the file is closed")
-            storage = LocalStorage(self._path)
+            storage = self._given if self._given is not None else LocalStorage(self._path)
             try:
                 _check_signature(storage.read(0, min(16, storage.size)))
+                budget = _Budget(storage.size, getattr(storage, "stored_bytes", None))
+                boxes, tracks, moov, spans, warnings = _index(self, storage, budget, self._check_bounds)
                 view = storage.buffer
-                boxes, tracks, moov, spans, warnings = _index(self, view, _Budget(storage.size, storage.stored_bytes), self._check_bounds)
             except BaseException:
                 view = None
                 storage.close()
                 raise
-            if moov is not None:
-                storage.drop_pages(moov.offset, moov.size)
+            drop_pages = getattr(storage, "drop_pages", None)
+            if moov is not None and drop_pages is not None:
+                drop_pages(moov.offset, moov.size)
             self._state = _State(storage, view, storage.size, boxes, tracks, moov, spans, warnings)
             self._view = view
             return self._state
 
     def _require_view(self) -> memoryview:
-        return self._load().view
+        state = self._load()
+        if state.view is None:
+            raise ValueError(f"{state.storage.name}: {type(state.storage).__name__} does not map the whole file; read byte ranges through BznaFile.storage")
+        return state.view
 
     def close(self) -> None:
         """Release the map; views handed out earlier keep it alive until they are released."""
@@ -579,7 +646,11 @@ class BznaFile:
 
     @property
     def buffer(self) -> memoryview:
-        """The whole file as a read-only memoryview (zero copy; slices pin the map like ``track[i]``)."""
+        """The whole file as a read-only memoryview (zero copy; slices pin the map like ``track[i]``).
+
+        Only a storage that maps the whole file has one (a local file does); for any other a
+        ``ValueError`` naming the storage says to read ranges through :attr:`storage`.
+        """
         return self._require_view()
 
     @property
@@ -630,14 +701,14 @@ class BznaFile:
     def find_box(self, path: str) -> TopBox | None:
         """The box at ``path`` (such as ``moov/udta/bzsc``; first boxes of each type), found by
         reading box headers only, or None."""
-        view = self._require_view()
+        src = _headers(self.storage)
         steps = path.strip("/").split("/")
         found = next((box for box in self.boxes if box.type == steps[0]), None)
         walked = steps[0]
         for step in steps[1:]:
             if found is None:
                 return None
-            inner = next((box for box in _walk(view, found.offset + found.header, found.end, walked) if box[0] == step), None)
+            inner = next((box for box in _walk(src, found.offset + found.header, found.end, walked) if box[0] == step), None)
             found = TopBox(*inner[:4]) if inner is not None else None
             walked = f"{walked}/{step}"
         return found
@@ -652,7 +723,8 @@ class BznaFile:
         where = self.find_box(path)
         if where is None:
             return None
-        return parse_box(self._require_view(), where.offset, where.end, 0, path, 2)[0]
+        view = self.storage.view(where.offset, where.size)
+        return parse_box(view, 0, where.size, where.offset, path, 2)[0]
 
     def track(self, name_or_id: str | int) -> Track:
         """The first track whose hdlr name (str) or track_id (int) matches; ``KeyError`` if none."""
@@ -668,10 +740,11 @@ class BznaFile:
         return f"<BznaFile {self._path!r} size={self._state.size} tracks={[t.name for t in self._state.tracks]}>"
 
 
-def _reopen(path: str) -> BznaFile:
-    """A BznaFile that opens ``path`` on first use (what unpickling gives)."""
+def _reopen(source: str | Storage) -> BznaFile:
+    """A BznaFile that opens ``source`` (a path or a storage) on first use (what unpickling gives)."""
     file = BznaFile.__new__(BznaFile)
-    file._path = path
+    file._path = source if isinstance(source, str) else source.name
+    file._given = None if isinstance(source, str) else source
     file._check_bounds = True
     file._lock = threading.Lock()
     file._state = None
@@ -680,25 +753,27 @@ def _reopen(path: str) -> BznaFile:
     return file
 
 
-def open(path: str | os.PathLike) -> BznaFile:  # noqa: A001  (bzna_boxes.open, as the design names it)
-    """Open an MP4 / .bzna file and index its samples (see :class:`BznaFile`)."""
-    return BznaFile(path)
+def open(source: str | os.PathLike | Storage) -> BznaFile:  # noqa: A001  (bzna_boxes.open, as the design names it)
+    """Open an MP4 / .bzna file (a path, or a :class:`~bzna_boxes.storage.Storage`) and index its samples (see :class:`BznaFile`)."""
+    return BznaFile(source)
 
 
 # --- the index ------------------------------------------------------------------------------
 
 
-def _index(file: BznaFile, view: memoryview, budget: _Budget, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list, list]:
-    """Walk the top level, read moov and the moofs, build every track's arrays."""
+def _index(file: BznaFile, storage: Storage, budget: _Budget, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list, list]:
+    """Walk the top-level headers, view moov and each moof whole through ``storage`` (one
+    ``view`` each) and read them, build every track's arrays."""
     size = budget.file_size
     warnings: list = []
-    boxes = [TopBox(t, off, sz, hdr) for t, off, sz, hdr, _ in _walk(view, 0, size, "", warnings)]
+    boxes = [TopBox(t, off, sz, hdr) for t, off, sz, hdr, _ in _walk(_headers(storage), 0, size, "", warnings)]
     moovs = [b for b in boxes if b.type == "moov"]
     if not moovs:
         raise BoxError("no moov box: the file has no sample index", offset=0)
     if len(moovs) > 1:
         raise BoxError("more than one moov box", offset=moovs[1].offset, path="moov[1]")
     moov = moovs[0]
+    view = _Window(storage.view(moov.offset, moov.size), moov.offset)
     built: list[tuple[dict, list, list, _Where]] = []  # per track: info, offsets parts, sizes parts, where
     trex: dict[int, int] = {}  # track_id -> default_sample_size
     for fourcc, off, sz, hdr, path in _walk(view, moov.offset + moov.header, moov.end, "moov"):
@@ -721,7 +796,8 @@ def _index(file: BznaFile, view: memoryview, budget: _Budget, check_bounds: bool
         path = f"moof[{moof_index}]" if moof_index else "moof"
         moof_index += 1
         moof_spans.append((box.offset, box.end))
-        for track_id, offsets, sizes, traf_path in _moof(view, box, path, trex, budget):
+        moof = _Window(storage.view(box.offset, box.size), box.offset)
+        for track_id, offsets, sizes, traf_path in _moof(moof, box, path, trex, budget):
             entry = by_id.get(track_id)
             if entry is None:
                 raise BoxError(f"track fragment for track_id {track_id}, which moov does not declare", offset=box.offset, path=traf_path)
@@ -742,7 +818,7 @@ def _label(info: dict) -> str:
     return f"track {info['track_id']} {info['name']!r}"
 
 
-def _trak(view: memoryview, start: int, end: int, path: str, budget: _Budget, check_bounds: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
+def _trak(view: _Window, start: int, end: int, path: str, budget: _Budget, check_bounds: bool = True) -> tuple[dict, np.ndarray, np.ndarray]:
     """Read one trak: ids, names, sample entry, and its moov samples' offsets and sizes."""
     info = {"path": path, "track_id": None, "name": "", "handler": "", "stsd": None, "stbl_path": path}
     stbl = None
@@ -770,12 +846,12 @@ def _trak(view: memoryview, start: int, end: int, path: str, budget: _Budget, ch
     if "stsd" in tables:
         _, off, sz, _, p = tables["stsd"]
         # a copy, parsed when asked for: the entry lives as long as the track, not the map
-        info["stsd"] = (bytes(view[off : off + sz]), off, p)
+        info["stsd"] = (bytes(view.slice(off, off + sz)), off, p)
     offsets, sizes = _sample_table(view, info, tables, budget, check_bounds)
     return info, offsets, sizes
 
 
-def _sample_table(view: memoryview, info: dict, tables: dict, budget: _Budget, check_bounds: bool = True) -> tuple[np.ndarray, np.ndarray]:
+def _sample_table(view: _Window, info: dict, tables: dict, budget: _Budget, check_bounds: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """The moov samples of one track: chunk offsets through the stsc runs, plus the sizes.
 
     Every count is checked against the entries the tables hold (and a constant size's against
@@ -856,7 +932,7 @@ def _sample_table(view: memoryview, info: dict, tables: dict, budget: _Budget, c
     return (before[:-1] + np.repeat(delta, spc)).astype(np.uint64), sizes
 
 
-def _moof(view: memoryview, moof: TopBox, path: str, trex: dict, budget: _Budget):
+def _moof(view: _Window, moof: TopBox, path: str, trex: dict, budget: _Budget):
     """Yield ``(track_id, offsets, sizes, traf_path)`` for each track fragment of a moof."""
     previous_end = moof.offset  # the base of a traf without one: end of the previous traf's data
     for fourcc, off, sz, hdr, p in _walk(view, moof.offset + moof.header, moof.end, path):
