@@ -21,7 +21,7 @@ import struct
 import threading
 import weakref
 from functools import lru_cache
-from typing import Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -286,7 +286,9 @@ def _unpickle_sample(file: BznaFile, index: int) -> Sample:
 class Dataset:
     """A .bzna file as a sequence of :class:`Sample` (``len``, ``ds[i]``, iteration).
 
-    ``path`` is a file name or an open :class:`~bzna_boxes.index.BznaFile`. ``targets`` holds
+    ``path`` is a file name, a URL (``s3://``, ``https://``...: read through
+    :class:`~bzna_boxes.remote.RemoteStorage`, with ``storage_options`` for fsspec) or an open
+    :class:`~bzna_boxes.index.BznaFile`. ``targets`` holds
     every target (int64, -1 for none), read in one go. Pickles by path (the copy reopens the
     file on first use), so a dataset can go to ``DataLoader`` worker processes.
 
@@ -296,9 +298,9 @@ class Dataset:
     stays the position in the file.
     """
 
-    def __init__(self, path: str | os.PathLike | BznaFile):
+    def __init__(self, path: str | os.PathLike | BznaFile, *, storage_options: Mapping[str, Any] | None = None):
         owned = not isinstance(path, BznaFile)
-        self._file = BznaFile(path) if owned else path
+        self._file = BznaFile(path, storage_options=storage_options) if owned else path
         self._cols: _Columns | None = None
         self._range: tuple[int, int] | None = None
         self._select: np.ndarray | None = None  # file indices of a view by index array
@@ -489,11 +491,11 @@ class ImageNet(Dataset):
     the 50,000 before them val, the rest train (1,281,167 in the seed's 1,431,167).
     """
 
-    def __init__(self, path: str | os.PathLike | BznaFile, split: str | None = None):
+    def __init__(self, path: str | os.PathLike | BznaFile, split: str | None = None, *, storage_options: Mapping[str, Any] | None = None):
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)} or None, not {split!r}")
         self.split = split
-        super().__init__(path)
+        super().__init__(path, storage_options=storage_options)
 
     def _check_range(self, length: int) -> None:
         if self._range is None:

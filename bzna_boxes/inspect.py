@@ -19,6 +19,7 @@ import numpy as np
 from .boxes import Boxes, lookup
 from .boxes.movie import UNITY_MATRIX
 from .errors import BoxError
+from .remote import is_url, without_payloads
 
 __all__ = ["run", "inspect_boxes", "box_summary", "format_text"]
 
@@ -41,7 +42,13 @@ def run(args: argparse.Namespace) -> int:
     path = os.fspath(args.file)
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         raise BoxError(f"{path} is empty: an MP4 file holds at least one box", offset=0)
-    tree = Boxes.parse_file(path)
+    if is_url(path):  # every box but the mdat payloads, fetched
+        from .index import BznaFile
+
+        with BznaFile(path, check_bounds=False) as file:
+            tree = Boxes.parse(without_payloads(file.storage, file.boxes))
+    else:
+        tree = Boxes.parse_file(path)
     nodes = inspect_boxes(tree, depth=args.depth, types=args.types, entries=args.entries)
     warnings = list(getattr(tree, "warnings", ()))
     _attach_warnings(nodes, warnings)

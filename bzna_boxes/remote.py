@@ -38,7 +38,7 @@ from typing import Any, Mapping, Sequence
 from .errors import BoxError
 from .storage import LocalStorage, Span, Storage, check_span
 
-__all__ = ["RemoteStorage", "RemoteReadError", "open_storage", "is_url", "index_cache_dir"]
+__all__ = ["RemoteStorage", "RemoteReadError", "open_storage", "is_url", "index_cache_dir", "without_payloads"]
 
 BLOCK = 16 << 10
 """Bytes fetched for a small read (a box header): the headers that follow it come along."""
@@ -82,6 +82,23 @@ def open_storage(location: str | os.PathLike, storage_options: Mapping[str, Any]
     if text.startswith("file://") and not storage_options:
         return LocalStorage(text[len("file://") :])
     return RemoteStorage(text, storage_options, index_cache=index_cache)
+
+
+def without_payloads(storage: Storage, boxes: Sequence[tuple[str, int, int, int]]) -> memoryview:
+    """The file as one buffer of its full size holding every top-level box (``(type, offset,
+    size, header)``) but the ``mdat`` payloads, which are left as zeros: what the box engine
+    parses to show a remote file's boxes without fetching its samples. The zeros are pages of
+    an anonymous map that are never touched (the engine does not read ``mdat`` payloads)."""
+    import mmap
+
+    flags = getattr(mmap, "MAP_PRIVATE", 0) | getattr(mmap, "MAP_ANONYMOUS", 0)
+    if hasattr(mmap, "MAP_ANONYMOUS"):
+        flags |= getattr(mmap, "MAP_NORESERVE", 0x4000)  # Linux: no swap reserved for the zeros
+    image = mmap.mmap(-1, storage.size, flags=flags) if flags else mmap.mmap(-1, storage.size)
+    wanted = [(offset, header if fourcc == "mdat" else size) for fourcc, offset, size, header in boxes]
+    for (offset, _), data in zip(wanted, storage.read_many(wanted)):
+        image[offset : offset + len(data)] = data
+    return memoryview(image)
 
 
 def index_cache_dir(index_cache: bool | str | os.PathLike | None = None) -> str | None:

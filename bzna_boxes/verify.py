@@ -41,6 +41,7 @@ from .checksum import ALGORITHMS, file_checksums
 from .dataset import MissingSampleError, _read_targets, at_file_offset, inner_image, inner_tracks
 from .errors import BoxError, DecoderUnavailable
 from .index import BznaFile, sample_problems
+from .remote import is_url
 from .storage import Storage, gather
 
 __all__ = ["Problem", "Report", "verify", "run", "run_extract", "extract"]
@@ -475,7 +476,7 @@ def _progress_factory(quiet: bool, asked: bool) -> Callable:
 
 def run(args) -> int:
     """``bzna verify FILE``: print the summary and the problems; 1 when there are any."""
-    if not os.path.exists(args.file):
+    if not is_url(args.file) and not os.path.exists(args.file):
         raise FileNotFoundError(f"{args.file}: no such file")
     progress = _progress_factory(getattr(args, "quiet", False), getattr(args, "progress", False))
     report = verify(args.file, num_classes=args.num_classes, inner=not args.no_inner, decode=args.decode, progress=progress)
