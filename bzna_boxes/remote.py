@@ -8,8 +8,9 @@ s3fs, gcsfs...) is imported only when a URL is opened.
 
 A :class:`RemoteStorage` reads byte ranges, each one request:
 
-- small reads (box headers) fetch a block of :data:`BLOCK` bytes, so the headers that follow
-  come from it; a larger read starting inside a block fetches only the rest;
+- while the file is indexed, small reads (box headers) fetch a block of :data:`BLOCK` bytes, so
+  the headers that follow come from it; a larger read starting inside a block fetches only the
+  rest; afterwards every read fetches exactly its range;
 - ``read_many`` merges neighbouring spans (gaps up to ``max_gap`` bytes) into one request and
   runs up to ``max_in_flight`` requests at once;
 - a request failing with a transient error (a 5xx or 429 answer, a timeout, a reset connection)
@@ -307,7 +308,7 @@ class RemoteStorage:
         held = self._from_blocks(offset, size)
         if held is not None and held[1] == size:
             return held[0]
-        if held is None and size <= SMALL:
+        if held is None and size <= SMALL and self._recorded is not None:  # a header, while indexing
             data = self._fetch(offset, min(offset + BLOCK, self.size))
             self._keep(offset, data, True)
             return memoryview(data)[:size]
