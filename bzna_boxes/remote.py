@@ -32,14 +32,16 @@ import hashlib
 import json
 import os
 import struct
+import shutil
+import tempfile
 import threading
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 from .errors import BoxError
 from .storage import LocalStorage, Span, Storage, check_span
 
-__all__ = ["RemoteStorage", "RemoteReadError", "open_storage", "is_url", "index_cache_dir", "without_payloads"]
+__all__ = ["RemoteStorage", "RemoteReadError", "open_storage", "is_url", "index_cache_dir", "without_payloads", "write_then_upload", "staged_name"]
 
 BLOCK = 16 << 10
 """Bytes fetched for a small read (a box header): the headers that follow it come along."""
@@ -100,6 +102,55 @@ def without_payloads(storage: Storage, boxes: Sequence[tuple[str, int, int, int]
     for (offset, _), data in zip(wanted, storage.read_many(wanted)):
         image[offset : offset + len(data)] = data
     return memoryview(image)
+
+
+_T = TypeVar("_T")
+
+
+def staged_name(local: str, beside: str) -> str:
+    """Where, beside the staged file ``local``, the file that ``beside`` names (a URL or a path) is staged."""
+    return os.path.join(os.path.dirname(local), beside.rstrip("/").rsplit("/", 1)[-1])
+
+
+def write_then_upload(url: str, write: Callable[[str], _T], storage_options: Mapping[str, Any] | None = None) -> _T:
+    """``write(local)`` a file in a new local staging folder, then upload it to ``url`` with the
+    files it left beside it (side files: ``NAME.classes.txt``...), the main file last.
+
+    An upload is one request (small files) or a multipart upload whose object appears only when
+    it completes (s3fs aborts it on failure): the object at ``url`` is whole or absent, as a
+    rename makes a local file. A failed ``write`` uploads nothing; a failed upload removes the
+    side files it uploaded. The staging folder (in ``$BZNA_STAGING_DIR``, else the system's
+    temporary folder) is removed in every case.
+    """
+    from fsspec.core import url_to_fs
+
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    if not name:
+        raise ValueError(f"{url}: the output URL names no file")
+    folder = tempfile.mkdtemp(prefix=".bzna-upload-", dir=os.environ.get("BZNA_STAGING_DIR") or None)
+    try:
+        local = os.path.join(folder, name)
+        result = write(local)
+        fs, path = url_to_fs(url, **dict(storage_options or {}))
+        parent = path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else ""
+        beside = sorted(f for f in os.listdir(folder) if f != name and not f.startswith(".") and os.path.isfile(os.path.join(folder, f)))
+        uploaded: list[str] = []
+        try:
+            for other in beside:
+                target = f"{parent}/{other}" if parent else other
+                fs.put_file(os.path.join(folder, other), target)
+                uploaded.append(target)
+            fs.put_file(local, path)
+        except BaseException:
+            for target in uploaded:
+                try:
+                    fs.rm_file(target)
+                except Exception:  # noqa: BLE001  (best effort: the main error is the one to report)
+                    pass
+            raise
+        return result
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def index_cache_dir(index_cache: bool | str | os.PathLike | None = None) -> str | None:

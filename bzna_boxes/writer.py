@@ -35,6 +35,7 @@ from .atomic import OutputLock, check_not_an_input, publish_together, remove_qui
 from .boxes import Box, Boxes, find
 from .checksum import CRC32C, file_checksums
 from .errors import BoxError
+from .remote import is_url
 from .storage import Storage, copy_span, write_all
 
 if TYPE_CHECKING:
@@ -283,6 +284,8 @@ class DatasetWriter:
         if unknown:
             raise TypeError(f"unknown encoder options {sorted(unknown)}; expected some of {sorted(_ENCODE_OPTIONS)}")
         self.path = os.fspath(path)
+        if is_url(self.path):
+            raise ValueError(f"{self.path}: a DatasetWriter writes a local file (bzna build and concat upload theirs to a URL)")
         self.encode_options = encode_options
         self._fsync = fsync
         if os.path.isdir(self.path):
@@ -801,6 +804,14 @@ def concat(
     if not paths:
         raise ValueError("concat needs at least one input")
     check_not_an_input(output, paths)
+    if is_url(output):  # merged in a local staging folder, then uploaded whole
+        from .remote import staged_name, write_then_upload
+
+        def merge(local: str) -> int:
+            staged = {staged_name(local, path): text for path, text in (side_files or {}).items()}
+            return concat(paths, local, fsync=fsync, side_files=staged)
+
+        return write_then_upload(os.fspath(output), merge)
     with DatasetWriter(output, fsync=fsync, lock=lock) as writer:
         for path in paths:
             shard = _Shard(path)
