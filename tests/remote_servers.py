@@ -189,33 +189,47 @@ class S3Server:
 
 
 class RangeServer(_Server):
-    """Serves ``files`` (URL path -> bytes) over plain HTTP: GET and HEAD, one ``bytes=a-b``
-    range per request (206), with Content-Length, an ETag per content, and Accept-Ranges."""
+    """Serves ``files`` (URL path -> bytes, or the path of a local file, read at each request)
+    over plain HTTP: GET and HEAD, one ``bytes=a-b`` range per request (206), with
+    Content-Length, an ETag per content, and Accept-Ranges. ``delay``: seconds added per request."""
 
-    def __init__(self, files: dict[str, bytes]) -> None:
+    def __init__(self, files: dict[str, bytes | os.PathLike]) -> None:
         super().__init__()
         self.files = files
         self.requests: list[Request] = []
+        self.delay = 0.0
 
     def handle(self, handler: _Handler) -> None:
+        import hashlib
+
         self.requests.append(Request(handler.command, handler.path, handler.headers.get("Range")))
+        if self.delay:
+            time.sleep(self.delay)
         data = self.files.get(handler.path.split("?")[0])
         head = handler.command == "HEAD"
         if data is None:
             handler._answer(404, [], b"", head)
             return
-        import hashlib
+        if isinstance(data, (bytes, bytearray)):
+            size, tag, read = len(data), hashlib.md5(data).hexdigest(), lambda start, end: bytes(data[start:end])
+        else:
+            stat = os.stat(data)
+            size, tag = stat.st_size, f"{stat.st_ino:x}-{stat.st_mtime_ns:x}-{stat.st_size:x}"
 
-        headers = [("ETag", f'"{hashlib.md5(data).hexdigest()}"'), ("Accept-Ranges", "bytes"), ("Content-Type", "application/octet-stream")]
+            def read(start: int, end: int) -> bytes:
+                with open(data, "rb") as f:
+                    return os.pread(f.fileno(), end - start, start)
+
+        headers = [("ETag", f'"{tag}"'), ("Accept-Ranges", "bytes"), ("Content-Type", "application/octet-stream")]
         found = re.fullmatch(r"bytes=(\d*)-(\d*)", handler.headers.get("Range") or "")
         if not found or head:
-            handler._answer(200, [*headers, ("Content-Length", str(len(data)))], b"" if head else data, head)
+            handler._answer(200, [*headers, ("Content-Length", str(size))], b"" if head else read(0, size), head)
             return
         if found[1]:
-            start, end = int(found[1]), min(int(found[2]) + 1 if found[2] else len(data), len(data))
+            start, end = int(found[1]), min(int(found[2]) + 1 if found[2] else size, size)
         else:
-            start, end = max(0, len(data) - int(found[2])), len(data)
-        if start >= len(data) or start >= end:
-            handler._answer(416, [("Content-Range", f"bytes */{len(data)}")], b"", head)
+            start, end = max(0, size - int(found[2])), size
+        if start >= size or start >= end:
+            handler._answer(416, [("Content-Range", f"bytes */{size}")], b"", head)
             return
-        handler._answer(206, [*headers, ("Content-Range", f"bytes {start}-{end - 1}/{len(data)}")], data[start:end])
+        handler._answer(206, [*headers, ("Content-Range", f"bytes {start}-{end - 1}/{size}")], read(start, end))
