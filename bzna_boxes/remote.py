@@ -236,7 +236,7 @@ class RemoteStorage:
         self.identity = _identity(info)
         if self.size == 0:
             raise BoxError(f"{url}: the file is empty", offset=0)
-        self._blocks: list[tuple[int, bytes]] = []  # (offset, bytes) of small reads, newest last
+        self._blocks: list[tuple[int, bytes | memoryview]] = []  # (offset, bytes) of small reads, newest last
         self._recorded: list[tuple[int, bytes]] | None = []  # every fetch until indexed()
         self._cache_file = self._cache_path()
         self.cached = False
@@ -485,18 +485,20 @@ def _save_cache(path: str, url: str, size: int, identity: str | None, blocks: li
         pass
 
 
-def _load_cache(path: str, url: str, size: int, identity: str | None) -> list[tuple[int, bytes]] | None:
+def _load_cache(path: str, url: str, size: int, identity: str | None) -> list[tuple[int, memoryview]] | None:
     """The recorded ranges of a cache file written for exactly this URL, size and identity, else None."""
+    import mmap
+
     try:
         with open(path, "rb") as f:
-            data = f.read()
-    except OSError:
+            data = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))  # pages read as used
+    except (OSError, ValueError):
         return None
-    if not data.startswith(_CACHE_MAGIC):
+    if bytes(data[: len(_CACHE_MAGIC)]) != _CACHE_MAGIC:
         return None
-    line_end = data.find(b"\n", len(_CACHE_MAGIC))
+    line_end = bytes(data[: 1 << 16]).find(b"\n", len(_CACHE_MAGIC))
     try:
-        header = json.loads(data[len(_CACHE_MAGIC) : line_end])
+        header = json.loads(bytes(data[len(_CACHE_MAGIC) : line_end]))
     except ValueError:
         return None
     if header.get("url") != url or header.get("size") != size or header.get("identity") != identity:
