@@ -8,12 +8,14 @@ its 136 GB): requests, bytes fetched against the boxes read, and the median time
 with ``--latency`` seconds added to every request, with the index cache off and then warm;
 anchor: ``open`` of the same file on local disk.
 
-(2) Random access from moto's S3 server through a proxy that adds the same latency: samples/s
-reading ``--images`` random inner samples with 1, 8 and 64 requests in flight (``read_many`` of
-that many samples at a time); anchor: the same reads from the local file.
+(2) Random access from moto's S3 server through a proxy that adds the same latency, and from
+the plain HTTP Range server: samples/s reading random inner samples with 1, 8 and 64 requests in
+flight (``read_many`` of that many samples at a time); anchor: the same reads from the local
+file. (moto copies the whole object for each ranged GET, so its figures are the server's
+limit; the HTTP server ``pread``s the range, so its figures are closer to the client's.)
 
 (3) The ``Loader`` on the CPU (thumbnails at 224x224, batches of 64, shuffled): images/s from
-``s3://`` against the same file on local disk, in the same run, without and with the latency.
+both servers against the same file on local disk, in the same run, without and with the latency.
 
 The dataset of (2) and (3) is the fixture photographs encoded once (x265 ultrafast, short side
 at most 512) and repeated to ``--images`` samples. Needs the test extra (moto[server], s3fs).
@@ -95,7 +97,14 @@ def make_images(path: str, count: int) -> None:
             writer.add(encoded[i % len(encoded)], i % 1000, f"{i:08d}.JPEG")
 
 
-def bench_random_access(s3: S3Server, url: str, path: str, count: int, latencies: list[float]) -> None:
+class Served:
+    """A server holding the dataset: what to call it, its URL, storage options, a latency setter."""
+
+    def __init__(self, label: str, url: str, options: dict, set_delay) -> None:
+        self.label, self.url, self.options, self.set_delay = label, url, options, set_delay
+
+
+def bench_random_access(servers: list[Served], path: str, latencies: list[float]) -> None:
     with bzna_boxes.open(path) as local:
         track = local.track("bzna_input")
         spans = list(zip(track.offsets.tolist(), track.sizes.tolist()))
@@ -112,36 +121,45 @@ def bench_random_access(s3: S3Server, url: str, path: str, count: int, latencies
 
         anchor = read(local.storage, 64, len(spans))
     print(f"\n(2) random access: {len(spans)} samples of {mean / 1e3:.0f} kB on average; local read_many (anchor): {anchor:,.0f} samples/s")
-    print("  | latency | in flight | samples/s | ratio to local |")
-    for latency in latencies:
-        s3.proxy.delay = latency
-        for k in (1, 8, 64):
-            storage = RemoteStorage(url, s3.options(), index_cache=False, max_in_flight=k, max_gap=0)
-            total = min(len(spans), 64 if k == 1 else 8 * k if k < 64 else len(spans))
-            rate = read(storage, k, total)
-            print(f"  | {latency * 1e3:.0f} ms | {k} | {rate:,.0f} | {rate / anchor:.3f}x |")
-    s3.proxy.delay = 0.0
+    print("  | server | latency | in flight | samples/s | ratio to local |")
+    for served in servers:
+        for latency in latencies:
+            served.set_delay(latency)
+            for k in (1, 8, 64):
+                storage = RemoteStorage(served.url, served.options, index_cache=False, max_in_flight=k, max_gap=0)
+                total = min(len(spans), 64 if k == 1 else 8 * k if k < 64 else len(spans))
+                rate = read(storage, k, total)
+                print(f"  | {served.label} | {latency * 1e3:.0f} ms | {k} | {rate:,.0f} | {rate / anchor:.4f}x |")
+        served.set_delay(0.0)
 
 
-def bench_loader(s3: S3Server, url: str, path: str, runs: int, latencies: list[float]) -> None:
+def bench_loader(servers: list[Served], path: str, runs: int, latencies: list[float]) -> None:
+    """One epoch per configuration, round-robin over ``runs`` rounds (so that the load of a shared
+    machine spreads over every row); medians."""
     from bzna_boxes import Dataset
     from bzna_boxes.torch import Loader
 
-    def rate(dataset) -> float:
-        loader = Loader(dataset, 64, shuffle=True, seed=0, device="cpu", size=(224, 224))
-        count = len(dataset)
-        seconds = median_time(lambda: sum(1 for _ in loader), runs)
-        return count / seconds
-
-    local = rate(Dataset(path))
-    print(f"\n(3) Loader on the CPU, {len(Dataset(path))} images, batches of 64 (thumbnails, 224x224): local {local:,.0f} images/s (anchor)")
-    print("  | latency | s3:// images/s | ratio to local |")
-    for latency in latencies:
-        s3.proxy.delay = latency
-        remote = rate(Dataset(url, storage_options=s3.options()))
-        print(f"  | {latency * 1e3:.0f} ms | {remote:,.0f} | {remote / local:.2f}x |")
-    s3.proxy.delay = 0.0
-    print(f"  local again (drift check): {rate(Dataset(path)):,.0f} images/s")
+    configurations = [("local disk", None, 0.0)] + [(served.label, served, latency) for served in servers for latency in latencies]
+    datasets = {None: Dataset(path)}
+    for served in servers:
+        datasets[served] = Dataset(served.url, storage_options=served.options)
+    rates: dict[tuple, list[float]] = {(label, latency): [] for label, _, latency in configurations}
+    for _ in range(runs):
+        for label, served, latency in configurations:
+            if served is not None:
+                served.set_delay(latency)
+            loader = Loader(datasets[served], 64, shuffle=True, seed=0, device="cpu", size=(224, 224))
+            start = time.perf_counter()
+            count = sum(len(targets) for _, targets in loader)
+            rates[(label, latency)].append(count / (time.perf_counter() - start))
+            if served is not None:
+                served.set_delay(0.0)
+    local = statistics.median(rates[("local disk", 0.0)])
+    print(f"\n(3) Loader on the CPU, {len(datasets[None])} images, batches of 64 (thumbnails, 224x224), {runs} rounds: local disk {local:,.0f} images/s (anchor)")
+    print("  | server | latency | images/s | ratio to local |")
+    for label, _, latency in configurations[1:]:
+        rate = statistics.median(rates[(label, latency)])
+        print(f"  | {label} | {latency * 1e3:.0f} ms | {rate:,.0f} | {rate / local:.2f}x |")
 
 
 def main() -> int:
@@ -162,15 +180,20 @@ def main() -> int:
             path = os.path.join(folder, "images.bzna")
             make_images(path, args.images)
             s3 = S3Server()
+            http = RangeServer({"/images.bzna": Path(path)})
             try:
                 s3.filesystem().call_s3("create_bucket", Bucket="bench")
                 s3.filesystem().put(path, "bench/images.bzna")
-                url = "s3://bench/images.bzna"
+                servers = [
+                    Served("s3:// (moto)", "s3://bench/images.bzna", s3.options(), lambda d: setattr(s3.proxy, "delay", d)),
+                    Served("https:// (Range server)", f"{http.url}/images.bzna", {}, lambda d: setattr(http, "delay", d)),
+                ]
                 if "random" not in args.skip:
-                    bench_random_access(s3, url, path, args.images, latencies)
+                    bench_random_access(servers, path, latencies)
                 if "loader" not in args.skip:
-                    bench_loader(s3, url, path, args.runs, latencies)
+                    bench_loader(servers, path, args.runs, latencies)
             finally:
+                http.stop()
                 s3.stop()
     print(f"load at the end: {os.getloadavg()[0]:.1f}")
     return 0

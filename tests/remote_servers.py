@@ -13,9 +13,10 @@ import os
 import re
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
+from typing import Callable, Iterator
 
 KEY = "testing"
 REGION = "us-east-1"
@@ -233,3 +234,14 @@ class RangeServer(_Server):
             handler._answer(416, [("Content-Range", f"bytes */{size}")], b"", head)
             return
         handler._answer(206, [*headers, ("Content-Range", f"bytes {start}-{end - 1}/{size}")], read(start, end))
+
+
+@contextmanager
+def running_s3(bucket: str) -> Iterator[S3Server]:
+    """An :class:`S3Server` with ``bucket`` made, stopped on the way out."""
+    server = S3Server()
+    try:
+        server.filesystem().call_s3("create_bucket", Bucket=bucket)
+        yield server
+    finally:
+        server.stop()

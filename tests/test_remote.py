@@ -24,7 +24,7 @@ from bzna_boxes import Dataset, layout  # noqa: E402
 from bzna_boxes.remote import RemoteReadError, RemoteStorage  # noqa: E402
 
 from bzna_factory import encoded_entries, plain_entries, write_dataset  # noqa: E402
-from remote_servers import RangeServer, S3Server  # noqa: E402
+from remote_servers import RangeServer, running_s3  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BUCKET = "data"
@@ -32,12 +32,8 @@ BUCKET = "data"
 
 @pytest.fixture(scope="module")
 def s3():
-    server = S3Server()
-    try:
-        server.filesystem().call_s3("create_bucket", Bucket=BUCKET)
+    with running_s3(BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture(autouse=True)

@@ -22,7 +22,7 @@ from bzna_boxes.build import build  # noqa: E402
 from bzna_boxes.writer import concat  # noqa: E402
 
 import build_faults  # noqa: E402
-from remote_servers import S3Server  # noqa: E402
+from remote_servers import running_s3  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "fixtures" / "images"
@@ -31,12 +31,8 @@ BUCKET = "out"
 
 @pytest.fixture(scope="module")
 def s3():
-    server = S3Server()
-    try:
-        server.filesystem().call_s3("create_bucket", Bucket=BUCKET)
+    with running_s3(BUCKET) as server:
         yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
