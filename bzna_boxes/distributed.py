@@ -41,6 +41,7 @@ from .build import (
     side_files,
     sidecar_paths,
 )
+from .remote import is_url
 
 __all__ = ["ShardSpec", "DistributedBuildResult", "plan_shards", "build", "run"]
 
@@ -264,12 +265,22 @@ def build(
 
     ``client`` is a ``distributed.Client``; None starts a ``LocalCluster`` of ``workers``
     processes (default: all cores) for the duration of the build. ``work_dir`` (default
-    ``OUT.shards`` beside the output) must be visible to every worker. ``resume`` keeps the
+    ``OUT.shards`` beside the output; for an ``out`` URL, beside the local staging file) must be
+    visible to every worker. ``resume`` keeps the
     shards already written completely; otherwise the work folder starts empty. Failed tasks are
     retried ``retries`` times. ``encode_options`` go to :func:`bzna_boxes.encode.encode_image`.
     The shards are removed after the merge unless ``keep_shards``. The output is locked
     (:class:`~bzna_boxes.atomic.OutputLock`) from the start: a second build of it fails at once.
     """
+    if is_url(out):  # merged in a local staging folder, then uploaded whole (see bzna_boxes.remote)
+        from .remote import write_then_upload
+
+        arguments = dict(shard_size=shard_size, work_dir=work_dir, resume=resume, retries=retries, fail_fast=fail_fast, progress=progress, keep_shards=keep_shards, workers=workers, _inject=_inject)
+        result = write_then_upload(os.fspath(out), lambda local: build(src, local, client, **arguments, **encode_options))
+        result.path = os.fspath(out)
+        result.classes_path = result.classes_path and sidecar_paths(result.path)[0]
+        result.report_path = result.report_path and sidecar_paths(result.path)[1]
+        return result
     started = time.perf_counter()
     out = os.path.abspath(os.fspath(out))
     if shard_size is not None and shard_size < 1:

@@ -141,3 +141,16 @@ def test_concat_writes_to_s3(s3, env, tmp_path):
     local = tmp_path / "all.bzna"
     concat(parts, local)
     assert s3.filesystem().cat(f"{BUCKET}/merged/all.bzna") == local.read_bytes()
+
+
+def test_a_distributed_build_merges_to_s3(s3, env, tmp_path):
+    distributed = pytest.importorskip("distributed")
+    from bzna_boxes.distributed import build as build_distributed
+
+    url = f"s3://{BUCKET}/distributed/photos.bzna"
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0") as cluster, distributed.Client(cluster) as client:
+        result = build_distributed(IMAGES, url, client, shard_size=5, work_dir=tmp_path / "shards", progress=False, preset="ultrafast", max_short_side=64)
+    assert result.path == url and result.classes_path == f"s3://{BUCKET}/distributed/photos.classes.txt"
+    local = build(IMAGES, tmp_path / "photos.bzna", workers=1, preset="ultrafast", max_short_side=64)
+    assert s3.filesystem().cat(f"{BUCKET}/distributed/photos.bzna") == Path(local.path).read_bytes()
+    assert not os.listdir(env)
