@@ -11,6 +11,8 @@ from __future__ import annotations
 import http.client
 import os
 import re
+import signal
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -245,3 +247,19 @@ def running_s3(bucket: str) -> Iterator[S3Server]:
         yield server
     finally:
         server.stop()
+
+
+def run_in_session(command: list[str], env: dict, cwd=None, timeout: float = 240) -> subprocess.CompletedProcess:
+    """Run ``command`` in a new session and wait for it; its whole process group is killed on
+    the way out, whatever happened (a timeout included)."""
+    process = subprocess.Popen(command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = process.communicate(timeout=timeout)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        if process.poll() is None:
+            process.wait()
+    return subprocess.CompletedProcess(command, process.returncode, out, err)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from bzna_boxes import Dataset, layout  # noqa: E402
 from bzna_boxes.remote import RemoteReadError, RemoteStorage  # noqa: E402
 
 from bzna_factory import encoded_entries, plain_entries, write_dataset  # noqa: E402
-from remote_servers import RangeServer, running_s3  # noqa: E402
+from remote_servers import RangeServer, run_in_session, running_s3  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 BUCKET = "data"
@@ -259,14 +258,7 @@ def test_a_missing_object_is_one_clear_error(s3, tmp_path):
 
 
 def run_bzna(args, env, cwd) -> subprocess.CompletedProcess:
-    process = subprocess.Popen([sys.executable, "-m", "bzna_boxes", *args], env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
-    try:
-        out, err = process.communicate(timeout=240)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait()
-    return subprocess.CompletedProcess(args, process.returncode, out, err)
+    return run_in_session([sys.executable, "-m", "bzna_boxes", *args], env, cwd)
 
 
 def untimed(text: str) -> str:
@@ -326,5 +318,5 @@ def test_a_local_path_or_file_url_imports_no_fsspec(plain):
         "loaded = [m for m in ('fsspec', 's3fs', 'aiohttp', 'botocore') if m in sys.modules]\n"
         "assert not loaded, loaded\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    result = run_in_session([sys.executable, "-c", code], {**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from bzna_boxes.build import build  # noqa: E402
 from bzna_boxes.writer import concat  # noqa: E402
 
 import build_faults  # noqa: E402
-from remote_servers import running_s3  # noqa: E402
+from remote_servers import run_in_session, running_s3  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 IMAGES = REPO / "fixtures" / "images"
@@ -101,15 +100,7 @@ def test_a_killed_build_process_leaves_no_object(s3, env, tmp_path):
     url = f"s3://{BUCKET}/killed/d.bzna"
     path = os.pathsep.join([str(REPO), str(REPO / "tests")])
     command = [sys.executable, "-c", "import build_faults; build_faults.main()", "kill_build", str(tmp_path / "list.txt"), url, "--preset", "ultrafast", "--workers", "2", "-q"]
-    process = subprocess.Popen(command, env={**os.environ, "PYTHONPATH": path}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
-    try:
-        process.communicate(timeout=240)
-    finally:
-        try:
-            os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.communicate()
+    process = run_in_session(command, {**os.environ, "PYTHONPATH": path})
     assert process.returncode == -signal.SIGKILL
     assert not s3.filesystem().exists(f"{BUCKET}/killed")
     assert s3.proxy.count("PUT") == s3.proxy.count("POST") == 0
