@@ -36,8 +36,10 @@ def s3():
 
 
 @pytest.fixture(autouse=True)
-def quiet_proxy(request):
-    """Each test starts with an empty request log, no failures and no delay."""
+def quiet_proxy(request, tmp_path_factory, monkeypatch):
+    """Each test starts with an empty request log, no failures and no delay, and an index cache
+    of its own (not the user's)."""
+    monkeypatch.setenv("BZNA_CACHE_DIR", str(tmp_path_factory.mktemp("index-cache")))
     if "s3" in request.fixturenames:
         request.getfixturevalue("s3").proxy.reset()
     yield
