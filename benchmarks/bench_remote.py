@@ -174,6 +174,7 @@ def main() -> int:
     print(f"command: python benchmarks/bench_remote.py {' '.join(sys.argv[1:])}")
     latencies = [0.0, args.latency]
     with tempfile.TemporaryDirectory() as folder:
+        os.environ["BZNA_CACHE_DIR"] = os.path.join(folder, "default-cache")  # not the user's
         if "open" not in args.skip:
             bench_open(folder, args.samples, args.runs, latencies)
         if {"random", "loader"} - set(args.skip):
