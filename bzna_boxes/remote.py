@@ -24,6 +24,9 @@ so that opening the same unchanged file again makes one request (the HEAD that g
 ETag) and a changed file is read again. The folder is ``$BZNA_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/bzna_boxes/index`` (``~/.cache/bzna_boxes/index``); ``index_cache=False`` or
 ``BZNA_INDEX_CACHE=0`` turns it off.
+
+Writing: :func:`write_then_upload` has a dataset written in a local staging folder, then
+uploads it and its side files, so that the object at the URL appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -122,7 +125,10 @@ def write_then_upload(url: str, write: Callable[[str], _T], storage_options: Map
     side files it uploaded. The staging folder (in ``$BZNA_STAGING_DIR``, else the system's
     temporary folder) is removed in every case.
     """
-    from fsspec.core import url_to_fs
+    try:
+        from fsspec.core import url_to_fs
+    except ImportError:
+        raise ImportError(f"{url}: writing to a URL needs fsspec (pip install 'bzna_boxes[remote]')") from None
 
     name = url.rstrip("/").rsplit("/", 1)[-1]
     if not name:
