@@ -140,7 +140,7 @@ def bench_decode(folder: str, copies: int, repeats: int) -> None:
                 writer.add(encoded[i % len(encoded)], 0, f"photo_{i}.jpg")
         with open_bzna(path) as file:
             inputs = file.track(layout.INPUT_TRACK)
-            view = file.buffer
+            view = file.storage.buffer
             pictures = [
                 inner_image(view, int(o), int(o) + int(s), track)
                 for o, s in zip(inputs.offsets, inputs.sizes)

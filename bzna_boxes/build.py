@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from .atomic import check_not_an_input
+from .remote import is_url
 from .errors import BuildError
 
 __all__ = [
@@ -517,6 +518,15 @@ def build_sources(
     from .writer import DatasetWriter
 
     out = os.fspath(out)
+    if is_url(out):  # built in a local staging folder, then uploaded whole (with its side files)
+        from .remote import write_then_upload
+
+        arguments = dict(workers=workers, fail_fast=fail_fast, progress=progress, fsync=fsync, on_image=on_image, encode=encode, with_side_files=with_side_files, classes=classes)
+        result = write_then_upload(out, lambda local: build_sources(sources, local, **arguments, **encode_options))
+        result.path = out
+        result.classes_path = result.classes_path and sidecar_paths(out)[0]
+        result.report_path = result.report_path and sidecar_paths(out)[1]
+        return result
     workers = workers or available_cores()
     check_encode_options(encode_options)
     if progress is None:

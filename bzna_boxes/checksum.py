@@ -10,12 +10,13 @@ sequential chunks, in file order, rather than sample by sample.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import BinaryIO, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import numpy as np
 from crc32c import crc32c
 
 from .errors import BoxError
+from .storage import Storage, read_into
 
 __all__ = ["Algorithm", "ALGORITHMS", "CRC32C", "file_checksums"]
 
@@ -38,7 +39,7 @@ ALGORITHMS: dict[str, Algorithm] = {CRC32C.fourcc: CRC32C}
 
 
 def file_checksums(
-    file: BinaryIO,
+    storage: Storage,
     offsets: np.ndarray,
     sizes: np.ndarray,
     algorithm: Algorithm = CRC32C,
@@ -47,7 +48,7 @@ def file_checksums(
     chunk: int = _CHUNK,
     gap: int = _GAP,
 ) -> np.ndarray:
-    """The checksum of each sample (``offsets``, ``sizes``) of ``file`` (opened ``rb``), as uint64.
+    """The checksum of each sample (``offsets``, ``sizes``) of the file behind ``storage``, as uint64.
 
     Samples may come in any order and overlap (a thumbnail inside its image). They are read in
     file order, in chunks of up to ``chunk`` bytes that each hold whole samples (a larger sample
@@ -55,6 +56,8 @@ def file_checksums(
     reads the next chunk while this one is checksummed (both release the GIL). ``on_chunk(offset,
     data)`` sees every chunk read, in order (e.g. to copy it): with ``gap=0`` and samples that
     tile a range, the chunks tile it too. A sample past the end of the file is a :class:`BoxError`.
+    Chunks are read with :func:`~bzna_boxes.storage.read_into` (``pread`` for a local file: its
+    pages are not mapped into this process).
     """
     count = len(offsets)
     out = np.zeros(count, np.uint64)
@@ -69,11 +72,11 @@ def file_checksums(
     buffers = [memoryview(bytearray(largest)) for _ in range(2)]
     sums = [0] * count
     with ThreadPoolExecutor(1, thread_name_prefix="bzna-checksum-read") as reader:
-        pending = reader.submit(_read, file, buffers[0], *reads[0][2:])
+        pending = reader.submit(_read, storage, buffers[0], *reads[0][2:])
         for number, (first, stop, low, high) in enumerate(reads):
             data = pending.result()
             if number + 1 < len(reads):
-                pending = reader.submit(_read, file, buffers[(number + 1) % 2], *reads[number + 1][2:])
+                pending = reader.submit(_read, storage, buffers[(number + 1) % 2], *reads[number + 1][2:])
             if stop < 0:  # a piece of sample ``first``, larger than a chunk
                 sums[first] = function(data, sums[first])
             else:
@@ -108,14 +111,11 @@ def _reads(starts: list[int], ends: list[int], chunk: int, gap: int) -> list[tup
     return reads
 
 
-def _read(file: BinaryIO, buffer: memoryview, offset: int, end: int) -> memoryview:
-    """The bytes ``[offset, end)`` of ``file``, read into ``buffer``; a file that ends first is a :class:`BoxError`."""
+def _read(storage: Storage, buffer: memoryview, offset: int, end: int) -> memoryview:
+    """The bytes ``[offset, end)`` of ``storage``, read into ``buffer``; past the end of the file is a :class:`BoxError`."""
+    if end > storage.size:
+        at = max(offset, storage.size)
+        raise BoxError(f"the file ends before the {end - at} bytes of samples that follow", offset=at)
     into = buffer[: end - offset]
-    file.seek(offset)
-    done = 0
-    while done < len(into):
-        got = file.readinto(into[done:])
-        if not got:
-            raise BoxError(f"the file ends before the {len(into) - done} bytes of samples that follow", offset=offset + done)
-        done += got
+    read_into(storage, offset, into)
     return into

@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 from . import __version__
 from .errors import BuildError, DecoderUnavailable
+from .remote import is_url
 
 __all__ = ["main", "make_parser", "describe_error", "encode_options"]
 
@@ -144,7 +145,7 @@ def _verify(args: argparse.Namespace) -> int:
     """``bzna verify FILE``: the summary and the problems; status 1 when there are any."""
     from .verify import verify
 
-    if not os.path.exists(args.file):
+    if not is_url(args.file) and not os.path.exists(args.file):
         raise FileNotFoundError(f"{args.file}: no such file")
     started = time.perf_counter()
     report = verify(

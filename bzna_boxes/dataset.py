@@ -20,7 +20,7 @@ import os
 import threading
 import weakref
 from functools import lru_cache
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from .headers import LARGE_SIZE as _U64
 from .headers import SIZE_TYPE as _HEADER
 from .image import CleanAperture, EncodedImage
 from .index import BznaFile, _walk, _Window
+from .storage import gather
 
 __all__ = ["Dataset", "ImageNet", "Sample", "MissingSampleError", "SPLITS"]
 
@@ -48,15 +49,17 @@ class _Columns:
 
     Samples index memoryviews of the numpy arrays (``at``, ``size``, ``target_of``, ``names``):
     indexing one gives a Python int, several times faster than a numpy scalar, without a copy.
-    ``names`` interleaves each filename's start and end, so that one cache line holds both.
+    ``names`` interleaves each filename's start and end in ``name_bytes`` (the filename track's
+    bytes, fetched at once), so that one cache line holds both. ``view`` is the whole file
+    where the storage maps it, else None: samples then read through ``storage``.
     """
 
-    __slots__ = ("file", "view", "mm", "input_offsets", "input_sizes", "at", "size", "length", "lock", "targets", "target_of", "names", "__weakref__")
+    __slots__ = ("file", "storage", "view", "input_offsets", "input_sizes", "at", "size", "length", "lock", "targets", "target_of", "names", "name_bytes", "__weakref__")
 
     def __init__(self, file: BznaFile):
         self.file = file
-        self.view = file.buffer
-        self.mm = file._load().mm
+        self.storage = file.storage
+        self.view = self.storage.buffer
         inputs = file.track(layout.INPUT_TRACK)
         self.input_offsets = inputs.offsets
         self.input_sizes = inputs.sizes
@@ -67,6 +70,7 @@ class _Columns:
         self.targets: np.ndarray | None = None
         self.target_of: memoryview | None = None
         self.names: memoryview | None = None
+        self.name_bytes: bytes = b""
 
     def load_targets(self) -> memoryview:
         with self.lock:
@@ -85,11 +89,21 @@ class _Columns:
                     pass  # no filenames: every one is ""
                 else:
                     n = min(self.length, len(track))
-                    spans[0 : 2 * n : 2] = track.offsets[:n]
-                    spans[1 : 2 * n : 2] = track.offsets[:n] + track.sizes[:n]
-                    _drop_terminators(spans, np.frombuffer(self.mm, np.uint8))
+                    # bytes rather than the map: a bytes slice decodes faster than a memoryview's
+                    self.name_bytes, starts = gather(self.storage, track.offsets[:n], track.sizes[:n], copy=True)
+                    spans[0 : 2 * n : 2] = starts
+                    spans[1 : 2 * n : 2] = starts + track.sizes[:n]
+                    _drop_terminators(spans, np.frombuffer(self.name_bytes, np.uint8))
                 self.names = memoryview(spans)
             return self.names
+
+    def sample(self, index: int) -> tuple[memoryview, int]:
+        """``(view, base)``: a view holding sample ``index``'s inner MP4 and the file offset of the
+        view's first byte (the whole map, base 0, where the storage maps; else the fetched bytes)."""
+        start = self.at[index]
+        if self.view is not None:
+            return self.view, 0
+        return self.storage.view(start, self.size[index]), start
 
 
 def _drop_terminators(spans: np.ndarray, data: np.ndarray) -> None:
@@ -105,7 +119,11 @@ def _drop_terminators(spans: np.ndarray, data: np.ndarray) -> None:
 
 
 def _read_targets(file: BznaFile, length: int) -> np.ndarray:
-    """Every target in one vectorised read: int64, -1 where a sample has none."""
+    """Every target in one vectorised read: int64, -1 where a sample has none.
+
+    The usual track (every target present, back to back) is one ``view``; else the targets are
+    gathered from the whole map where the storage maps, from their runs fetched at once elsewhere.
+    """
     out = np.full(length, layout.NO_TARGET, np.int64)
     try:
         track = file.track(layout.TARGET_TRACK)
@@ -123,15 +141,16 @@ def _read_targets(file: BznaFile, length: int) -> np.ndarray:
         )
     if not n:
         return out
-    mm = file._load().mm
+    storage = file.storage
     if sizes.all() and (n == 1 or bool(np.all(np.diff(offsets) == itemsize))):
-        out[:n] = np.frombuffer(mm, layout.TARGET_DTYPE, count=n, offset=int(offsets[0]))  # one block
+        out[:n] = np.frombuffer(storage.view(int(offsets[0]), n * itemsize), layout.TARGET_DTYPE)  # one block
         return out
     present = np.flatnonzero(sizes)
     if len(present):
+        data, positions = gather(storage, offsets[present], sizes[present])
         # An int64 at every byte offset (stride 1): one fancy-index gather reads them all.
-        every = np.ndarray((file.size - itemsize + 1,), dtype=layout.TARGET_DTYPE, buffer=mm, strides=(1,))
-        out[present] = every[offsets[present]]
+        every = np.ndarray((len(data) - itemsize + 1,), dtype=layout.TARGET_DTYPE, buffer=data, strides=(1,))
+        out[present] = every[positions]
         del every
     return out
 
@@ -153,9 +172,12 @@ class Sample:
 
     @property
     def data(self) -> memoryview:
-        """The inner MP4 (the ``bzna_input`` sample), zero-copy; empty when missing."""
+        """The inner MP4 (the ``bzna_input`` sample), zero-copy where the storage maps the file;
+        empty when missing."""
         cols = self._cols
         start = cols.at[self.index]
+        if cols.view is None:
+            return cols.storage.view(start, cols.size[self.index])
         return cols.view[start : start + cols.size[self.index]]
 
     @property
@@ -184,7 +206,7 @@ class Sample:
         if names is None:
             names = cols.load_filenames()
         j = 2 * self.index
-        return cols.mm[names[j] : names[j + 1]].decode("utf-8", "surrogateescape")
+        return cols.name_bytes[names[j] : names[j + 1]].decode("utf-8", "surrogateescape")
 
     def image(self, track: str = layout.INPUT_TRACK) -> EncodedImage:
         """The picture of inner track ``track`` (``bzna_input`` or ``bzna_thumb``), not decoded.
@@ -196,12 +218,8 @@ class Sample:
         size = cols.size[i]
         if not size:
             raise MissingSampleError(f"sample {i} of {cols.file.path} is missing (its {layout.INPUT_TRACK} sample is empty): it has no image")
-        start = cols.at[i]
-        try:
-            return inner_image(cols.view, start, start + size, track, f"{layout.INPUT_TRACK}[{i}]")
-        except BoxError:
-            cols.file.check_unchanged()  # a file replaced underneath: say that, not what its bytes look like
-            raise
+        view, base = cols.sample(i)
+        return _image(cols, i, view, base, track)
 
     def __reduce__(self):
         return _unpickle_sample, (self._cols.file, self.index)
@@ -210,6 +228,44 @@ class Sample:
         if self.missing:
             return f"<Sample {self.index} missing>"
         return f"<Sample {self.index} target={self.target} filename={self.filename!r} size={self.size}>"
+
+
+class _FetchedSample(Sample):
+    """A sample whose inner MP4 was fetched with others (:meth:`Dataset.fetch`): ``data`` and
+    ``image()`` read those bytes."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, cols: _Columns, index: int, data: memoryview):
+        super().__init__(cols, index)
+        self._data = data
+
+    @property
+    def data(self) -> memoryview:
+        return self._data
+
+    def image(self, track: str = layout.INPUT_TRACK) -> EncodedImage:
+        if not self.size:
+            return super().image(track)  # MissingSampleError
+        return _image(self._cols, self.index, self._data, self._cols.at[self.index], track)
+
+
+def _image(cols: _Columns, index: int, view: memoryview, base: int, track: str) -> EncodedImage:
+    """The picture of inner track ``track`` of sample ``index``, whose inner MP4 is at file offset
+    ``cols.at[index]``, in ``view`` whose first byte is the file's byte ``base``."""
+    start = cols.at[index] - base
+    try:
+        return inner_image(view, start, start + cols.size[index], track, f"{layout.INPUT_TRACK}[{index}]")
+    except BoxError as exc:
+        cols.file.check_unchanged()  # a file replaced underneath: say that, not what its bytes look like
+        if base:
+            raise at_file_offset(exc, base) from None
+        raise
+
+
+def at_file_offset(error: BoxError, base: int) -> BoxError:
+    """``error``, raised in a view whose first byte is the file's byte ``base``, naming file offsets."""
+    return type(error)(error.reason, offset=None if error.offset is None else error.offset + base, path=error.path)
 
 
 _UNPICKLED: "weakref.WeakValueDictionary[tuple, _Columns]" = weakref.WeakValueDictionary()
@@ -234,7 +290,9 @@ def _unpickle_sample(file: BznaFile, index: int) -> Sample:
 class Dataset:
     """A .bzna file as a sequence of :class:`Sample` (``len``, ``ds[i]``, iteration).
 
-    ``path`` is a file name or an open :class:`~bzna_boxes.index.BznaFile`. ``targets`` holds
+    ``path`` is a file name, a URL (``s3://``, ``https://``...: read through
+    :class:`~bzna_boxes.remote.RemoteStorage`, with ``storage_options`` for fsspec) or an open
+    :class:`~bzna_boxes.index.BznaFile`. ``targets`` holds
     every target (int64, -1 for none), read in one go. Pickles by path (the copy reopens the
     file on first use), so a dataset can go to ``DataLoader`` worker processes.
 
@@ -244,9 +302,9 @@ class Dataset:
     stays the position in the file.
     """
 
-    def __init__(self, path: str | os.PathLike | BznaFile):
+    def __init__(self, path: str | os.PathLike | BznaFile, *, storage_options: Mapping[str, Any] | None = None):
         owned = not isinstance(path, BznaFile)
-        self._file = BznaFile(path) if owned else path
+        self._file = BznaFile(path, storage_options=storage_options) if owned else path
         self._cols: _Columns | None = None
         self._range: tuple[int, int] | None = None
         self._select: np.ndarray | None = None  # file indices of a view by index array
@@ -357,6 +415,19 @@ class Dataset:
         for i in self._positions():
             yield Sample(cols, int(i))
 
+    def fetch(self, indices: Sequence[int]) -> list[Sample]:
+        """The samples at ``indices`` (positions in this dataset, as ``ds[i]``), their inner MP4s
+        fetched together by one ``read_many`` of the file's storage: slices of the map for a
+        local file, concurrent ranged requests where the file is remote. ``data`` and ``image()``
+        of these samples read the fetched bytes."""
+        cols = self._columns()
+        chosen = self._view_indices(indices)
+        positions = self._positions()
+        chosen = (chosen + positions.start if isinstance(positions, range) else positions[chosen]).tolist()
+        at, size = cols.at, cols.size
+        datas = cols.storage.read_many([(at[i], size[i]) for i in chosen])
+        return [_FetchedSample(cols, i, data) for i, data in zip(chosen, datas)]
+
     @property
     def targets(self) -> np.ndarray:
         """Every target, int64 (-1 where there is none): a copy, read in one vectorised pass."""
@@ -424,11 +495,11 @@ class ImageNet(Dataset):
     the 50,000 before them val, the rest train (1,281,167 in the seed's 1,431,167).
     """
 
-    def __init__(self, path: str | os.PathLike | BznaFile, split: str | None = None):
+    def __init__(self, path: str | os.PathLike | BznaFile, split: str | None = None, *, storage_options: Mapping[str, Any] | None = None):
         if split is not None and split not in SPLITS:
             raise ValueError(f"split must be one of {', '.join(SPLITS)} or None, not {split!r}")
         self.split = split
-        super().__init__(path)
+        super().__init__(path, storage_options=storage_options)
 
     def _check_range(self, length: int) -> None:
         if self._range is None:
@@ -440,6 +511,13 @@ class ImageNet(Dataset):
     def __setstate__(self, state: dict) -> None:
         super().__setstate__(state)
         self.split = state["split"]
+
+
+def maps_its_file(dataset: object) -> bool:
+    """False when ``dataset`` reads a file through a storage that does not map it (an object
+    store: each read has latency, so loaders fetch ahead); True otherwise."""
+    storage = getattr(getattr(dataset, "file", None), "storage", None)
+    return storage is None or storage.buffer is not None
 
 
 def split_range(length: int, split: str | None) -> tuple[int, int]:

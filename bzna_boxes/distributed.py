@@ -40,6 +40,7 @@ from .build import (
     side_files,
     sidecar_paths,
 )
+from .remote import is_url
 
 __all__ = ["ShardSpec", "DistributedBuildResult", "plan_shards", "build"]
 
@@ -246,7 +247,8 @@ def build(
 
     ``client`` is a ``distributed.Client``; None starts a ``LocalCluster`` of ``workers``
     processes (default: all cores) for the duration of the build. ``work_dir`` (default
-    ``OUT.shards`` beside the output) must be visible to every worker. ``resume`` keeps the
+    ``OUT.shards`` beside the output; for an ``out`` URL, beside the local staging file) must be
+    visible to every worker. ``resume`` keeps the
     shards already written completely; otherwise the work folder starts empty. Failed tasks are
     retried ``retries`` times. ``encode_options`` go to :func:`bzna_boxes.encode.encode_image`.
     The shards are removed after the merge unless ``keep_shards``. The output is locked
@@ -255,6 +257,15 @@ def build(
     function must return what it returns, and pickle by reference: a function at the top level
     of a module the workers import).
     """
+    if is_url(out):  # merged in a local staging folder, then uploaded whole (see bzna_boxes.remote)
+        from .remote import write_then_upload
+
+        arguments = dict(shard_size=shard_size, work_dir=work_dir, resume=resume, retries=retries, fail_fast=fail_fast, progress=progress, keep_shards=keep_shards, workers=workers, shard_task=shard_task)
+        result = write_then_upload(os.fspath(out), lambda local: build(src, local, client, **arguments, **encode_options))
+        result.path = os.fspath(out)
+        result.classes_path = result.classes_path and sidecar_paths(result.path)[0]
+        result.report_path = result.report_path and sidecar_paths(result.path)[1]
+        return result
     started = time.perf_counter()
     out = os.path.abspath(os.fspath(out))
     if shard_size is not None and shard_size < 1:

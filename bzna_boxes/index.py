@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Iterator, NamedTuple
+from typing import Any, Iterator, Mapping, NamedTuple
 
 import numpy as np
 
 from .errors import BoxError
 from .headers import LARGE_SIZE, SIZE_TYPE, child_path, read_header
+from .remote import is_url, open_storage
 from .storage import LocalStorage, Storage
 
 __all__ = ["BznaFile", "Track", "TopBox", "FileChangedError", "open"]
@@ -400,7 +401,9 @@ class BznaFile:
     """An MP4 / .bzna file indexed through a :class:`~bzna_boxes.storage.Storage` (see :func:`open`).
 
     ``source`` is a path (opened as a :class:`~bzna_boxes.storage.LocalStorage`, one read-only
-    mmap) or a storage object, used as given; the file owns it and :meth:`close` closes it.
+    mmap), a URL (a :class:`~bzna_boxes.remote.RemoteStorage` with ``storage_options`` and
+    ``index_cache``) or a storage object, used as given; the file owns it and :meth:`close`
+    closes it.
     Opening reads the top-level box headers, then ``moov`` and each ``moof`` with one
     ``storage.view`` each; nothing else of the file is read until asked for.
 
@@ -416,7 +419,9 @@ class BznaFile:
     (``bzna verify`` reports them all rather than the first).
     """
 
-    def __init__(self, source: str | os.PathLike | Storage, *, check_bounds: bool = True):
+    def __init__(self, source: str | os.PathLike | Storage, *, check_bounds: bool = True, storage_options: Mapping[str, Any] | None = None, index_cache: bool | str | os.PathLike | None = None):
+        if isinstance(source, (str, os.PathLike)) and is_url(source):
+            source = open_storage(source, storage_options, index_cache=index_cache)
         if isinstance(source, (str, bytes, os.PathLike)):
             self._path = os.fspath(source)
             self._given: Storage | None = None
@@ -452,6 +457,9 @@ class BznaFile:
                 _check_signature(storage.read(0, min(16, storage.size)))
                 budget = _Budget(storage.size, getattr(storage, "stored_bytes", None))
                 boxes, tracks, moov, spans, warnings = _index(self, storage, budget, self._check_bounds)
+                indexed = getattr(storage, "indexed", None)
+                if indexed is not None:
+                    indexed()  # a remote storage keeps what indexing read in its index cache
                 view = storage.buffer
             except BaseException:
                 view = None
@@ -636,9 +644,12 @@ def _reopen(source: str | Storage) -> BznaFile:
     return file
 
 
-def open(source: str | os.PathLike | Storage) -> BznaFile:  # noqa: A001  (bzna_boxes.open, as the design names it)
-    """Open an MP4 / .bzna file (a path, or a :class:`~bzna_boxes.storage.Storage`) and index its samples (see :class:`BznaFile`)."""
-    return BznaFile(source)
+def open(source: str | os.PathLike | Storage, storage_options: Mapping[str, Any] | None = None, *, index_cache: bool | str | os.PathLike | None = None) -> BznaFile:  # noqa: A001  (bzna_boxes.open, as the design names it)
+    """Open an MP4 / .bzna file and index its samples (see :class:`BznaFile`): a path, a
+    :class:`~bzna_boxes.storage.Storage`, or a URL (``s3://``, ``gs://``, ``https://``...: see
+    :mod:`bzna_boxes.remote`; ``storage_options`` go to fsspec, ``index_cache`` is the index
+    cache's folder, or False for none)."""
+    return BznaFile(source, storage_options=storage_options, index_cache=index_cache)
 
 
 # --- the index ------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from .boxes import Boxes, lookup
 from .boxes.movie import UNITY_MATRIX
 from .errors import BoxError
 from .headers import child_path
+from .remote import is_url, without_payloads
 
 __all__ = ["inspect_file", "inspect_boxes", "box_summary", "format_text"]
 
@@ -39,7 +40,13 @@ def inspect_file(path: str | os.PathLike, *, depth: int | None = None, types=Non
     path = os.fspath(path)
     if os.path.isfile(path) and os.path.getsize(path) == 0:
         raise BoxError(f"{path} is empty: an MP4 file holds at least one box", offset=0)
-    tree = Boxes.parse_file(path)
+    if is_url(path):  # every box but the mdat payloads, fetched
+        from .index import BznaFile
+
+        with BznaFile(path, check_bounds=False) as file:
+            tree = Boxes.parse(without_payloads(file.storage, file.boxes))
+    else:
+        tree = Boxes.parse_file(path)
     nodes = inspect_boxes(tree, depth=depth, types=types, entries=entries)
     warnings = list(getattr(tree, "warnings", ()))
     _attach_warnings(nodes, warnings)

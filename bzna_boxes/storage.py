@@ -10,13 +10,19 @@ protocol. Nothing outside a storage touches its map.
 
 from __future__ import annotations
 
+import errno
 import mmap
 import os
 from typing import Protocol, Sequence, runtime_checkable
 
+import numpy as np
+
 from .errors import BoxError
 
-__all__ = ["Storage", "LocalStorage", "Span"]
+__all__ = ["Storage", "LocalStorage", "Span", "gather", "read_into", "copy_span"]
+
+_COPY_CHUNK = 64 << 20
+"""Bytes copied at once by :func:`copy_span` where the kernel cannot copy."""
 
 Span = tuple[int, int]
 """``(offset, size)``: a byte range of a file."""
@@ -71,7 +77,7 @@ def check_span(storage: Storage, offset: int, size: int) -> None:
 class LocalStorage:
     """A local file through one read-only ``mmap``: ``view`` and ``read_many`` copy nothing."""
 
-    __slots__ = ("name", "size", "_map", "_view", "_identity")
+    __slots__ = ("name", "size", "_map", "_view", "_identity", "_fd")
 
     def __init__(self, path: str | os.PathLike):
         self.name = os.fspath(path)
@@ -83,6 +89,7 @@ class LocalStorage:
                 raise BoxError("the file is empty", offset=0)
             self._map: mmap.mmap | None = mmap.mmap(f.fileno(), self.size, access=mmap.ACCESS_READ)
         self._view: memoryview | None = memoryview(self._map)
+        self._fd: int | None = None  # opened by the first readinto or copy_to
 
     @property
     def stored_bytes(self) -> int | None:
@@ -119,6 +126,52 @@ class LocalStorage:
             out.append(view[offset : offset + size])
         return out
 
+    def readinto(self, offset: int, buffer: memoryview) -> None:
+        """Fill ``buffer`` with the bytes at ``offset`` by ``pread`` (no map: the pages stay out
+        of this process, and a thread can read while another works)."""
+        check_span(self, offset, len(buffer))
+        fd = self._descriptor()
+        done = 0
+        while done < len(buffer):
+            got = os.preadv(fd, [buffer[done:]], offset + done)
+            if not got:
+                raise BoxError(f"{self.name}: the file ends before the {len(buffer) - done} bytes that follow", offset=offset + done)
+            done += got
+
+    def copy_to(self, offset: int, size: int, fd: int, at: int) -> None:
+        """Copy ``size`` bytes at ``offset`` into the file ``fd`` at ``at``: ``copy_file_range``
+        (in the kernel), else ``pread`` / ``pwrite``."""
+        check_span(self, offset, size)
+        source = self._descriptor()
+        copy_file_range = getattr(os, "copy_file_range", None)
+        while size > 0 and copy_file_range is not None:
+            try:
+                done = copy_file_range(source, fd, min(size, 1 << 30), offset, at)
+            except OSError as exc:
+                if exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM):
+                    break
+                raise
+            if done == 0:
+                raise BoxError(f"{self.name}: the file ends before {size} more bytes could be copied", offset=offset)
+            offset, at, size = offset + done, at + done, size - done
+        while size > 0:
+            chunk = os.pread(source, min(size, _COPY_CHUNK), offset)
+            if not chunk:
+                raise BoxError(f"{self.name}: the file ends before {size} more bytes could be copied", offset=offset)
+            write_all(fd, chunk, at)
+            offset, at, size = offset + len(chunk), at + len(chunk), size - len(chunk)
+
+    def _descriptor(self) -> int:
+        """A descriptor of the mapped file (opened once; ``OSError`` when the path now names another)."""
+        self._require()
+        if self._fd is None:
+            fd = os.open(self.name, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            if _identity(os.fstat(fd))[:2] != self._identity[:2]:
+                os.close(fd)
+                raise OSError(errno.ESTALE, f"{self.name} was replaced by another file since it was opened", self.name)
+            self._fd = fd
+        return self._fd
+
     def drop_pages(self, offset: int, size: int) -> None:
         """Tell the kernel the pages of a span can leave this process (read once, copied out)."""
         if self._map is None or not hasattr(self._map, "madvise"):
@@ -147,6 +200,9 @@ class LocalStorage:
     def close(self) -> None:
         view, self._view = self._view, None
         mapped, self._map = self._map, None
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)
         if view is not None:
             view.release()
         if mapped is not None:
@@ -157,6 +213,70 @@ class LocalStorage:
 
     def __repr__(self) -> str:
         return f"<LocalStorage {self.name!r} size={self.size}>"
+
+
+def read_into(storage: Storage, offset: int, buffer: memoryview) -> None:
+    """Fill ``buffer`` with the bytes at ``offset``: the storage's own ``readinto`` where it has
+    one (a local file reads without mapping them), else a copy of its ``view``."""
+    readinto = getattr(storage, "readinto", None)
+    if readinto is not None:
+        readinto(offset, buffer)
+    else:
+        buffer[:] = storage.view(offset, len(buffer))
+
+
+def copy_span(storage: Storage, offset: int, size: int, fd: int, at: int) -> None:
+    """Copy ``size`` bytes at ``offset`` of ``storage`` into the file ``fd`` at ``at``: in the
+    kernel for a local file (the storage's ``copy_to``), else in chunks of its ``view``."""
+    copy_to = getattr(storage, "copy_to", None)
+    if copy_to is not None:
+        copy_to(offset, size, fd, at)
+        return
+    for start in range(offset, offset + size, _COPY_CHUNK):
+        length = min(_COPY_CHUNK, offset + size - start)
+        write_all(fd, storage.view(start, length), at + start - offset)
+
+
+def write_all(fd: int, data: bytes | memoryview, at: int) -> None:
+    """``pwrite`` all of ``data`` at offset ``at``."""
+    view = memoryview(data)
+    written = 0
+    while written < len(view):
+        written += os.pwrite(fd, view[written:], at + written)
+
+
+def gather(storage: Storage, offsets: np.ndarray, sizes: np.ndarray, *, copy: bool = False) -> tuple[bytes | memoryview, np.ndarray]:
+    """Where the bytes of many spans are, fetched in bulk: ``(data, positions)``, span ``i``
+    being ``data[positions[i] : positions[i] + sizes[i]]``.
+
+    Where the storage maps the file (and not ``copy``): its whole-file buffer and the offsets
+    themselves, nothing read. Else the spans' runs (neighbours merged: a track of small samples
+    stored back to back is one run) fetched by one ``read_many`` and joined into ``bytes``.
+    """
+    offsets = np.asarray(offsets, np.uint64)
+    sizes = np.asarray(sizes, np.uint64)
+    buffer = None if copy else storage.buffer
+    if buffer is not None:
+        return buffer, offsets
+    if not len(offsets):
+        return b"", np.zeros(0, np.uint64)
+    order = np.argsort(offsets, kind="stable")
+    starts, ends = offsets[order], offsets[order] + sizes[order]
+    reach = np.maximum.accumulate(ends)
+    new_run = np.ones(len(starts), bool)
+    new_run[1:] = starts[1:] > reach[:-1]  # a gap before this span: a new run
+    first = np.flatnonzero(new_run)
+    run_starts = starts[first]
+    run_ends = np.maximum.reduceat(ends, first)
+    run_sizes = run_ends - run_starts
+    pieces = storage.read_many(list(zip(run_starts.tolist(), run_sizes.tolist())))
+    data = pieces[0].tobytes() if len(pieces) == 1 else b"".join(pieces)
+    base = np.zeros(len(run_sizes), np.uint64)
+    np.cumsum(run_sizes[:-1], out=base[1:])
+    run_of = np.cumsum(new_run) - 1  # each sorted span's run
+    positions = np.empty(len(offsets), np.uint64)
+    positions[order] = starts - run_starts[run_of] + base[run_of]
+    return data, positions
 
 
 def _identity(stat: os.stat_result) -> tuple[int, int, int, int]:

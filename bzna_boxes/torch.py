@@ -7,7 +7,9 @@ CPU), cropped to its clean aperture, then resized (``transform="resize"``), rand
 resized and flipped (``"random_resized_crop"``) or resized and centre-cropped (``"eval"``), each
 sample on its own, on the device; the batch is then converted, normalised and laid out once.
 Decoding runs in a pool of threads, and batches are prepared in a background thread
-``prefetch`` batches ahead, so the next batch is decoded while the current one trains.
+``prefetch`` batches ahead, so the next batch is decoded while the current one trains. Each
+batch's bytes are read together (one ``read_many`` of the file's storage); from a storage without
+a map (an object store) the bytes of ``prefetch`` further batches are fetched ahead in a thread.
 
 :class:`ImageDataset` is a map-style ``torch.utils.data.Dataset`` of ``(image, target)`` for
 ``torch.utils.data.DataLoader``, as torchvision's ``ImageFolder``. This is the one module of
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import itertools
 import logging
 import math
 import os
@@ -34,6 +37,7 @@ from . import layout
 from .build import available_cores
 from .decode import CpuDecoder, Decoder, NvdecDecoder, log_once, resolve_device
 from .decode.nvdec import NVDEC_THREADS
+from .dataset import maps_its_file
 from .errors import DecoderUnavailable
 
 __all__ = ["Loader", "ImageDataset", "random_resized_crop_box", "sample_generator"]
@@ -344,9 +348,10 @@ class Loader:
             return int(self._targets[index])
         return int(sample.target)
 
-    def _load(self, index: int, epoch: int) -> tuple[torch.Tensor, int, int] | None:
-        """Decode and transform sample ``index``; None when it is missing."""
-        sample = self.dataset[index]
+    def _load(self, index: int, epoch: int, sample: Any = None) -> tuple[torch.Tensor, int, int] | None:
+        """Decode and transform sample ``index`` (``sample``, when already read); None when it is missing."""
+        if sample is None:
+            sample = self.dataset[index]
         if _is_missing(sample):
             log.warning("sample %d has no image (missing from the dataset): skipped", index)
             return None
@@ -558,19 +563,25 @@ def _prefetch(loader: Loader, epoch: int, batches: list[list[int]], skip: int) -
         return False
 
     def produce() -> None:
-        pending: collections.deque[list[Future]] = collections.deque()
-        upcoming = iter(batches[skip:])
+        pending: collections.deque[list[Future] | Exception] = collections.deque()
+        fetched = _fetched(loader.dataset, batches[skip:], loader.prefetch)
 
         def submit() -> None:
-            batch = next(upcoming, None)
+            try:
+                batch, samples = next(fetched, (None, None))
+            except Exception as exc:  # a batch that cannot be read: raised in its turn
+                pending.append(exc)
+                return
             if batch is not None:
-                pending.append([pool.submit(loader._load, index, epoch) for index in batch])
+                pending.append([pool.submit(loader._load, index, epoch, sample) for index, sample in zip(batch, samples)])
 
         try:
             for _ in range(loader.prefetch):
                 submit()
             while pending and not stop.is_set():
                 futures = pending.popleft()
+                if isinstance(futures, Exception):
+                    raise futures
                 submit()
                 batch = loader._batch([future.result() for future in futures])
                 if not put((batch, handoff.done())):
@@ -579,8 +590,9 @@ def _prefetch(loader: Loader, epoch: int, batches: list[list[int]], skip: int) -
             put(exc)
         finally:
             for futures in pending:
-                for future in futures:
+                for future in futures if isinstance(futures, list) else ():
                     future.cancel()
+            fetched.close()
             put(_END)
 
     producer = threading.Thread(target=produce, name="bzna-loader", daemon=True)
@@ -601,6 +613,37 @@ def _prefetch(loader: Loader, epoch: int, batches: list[list[int]], skip: int) -
     finally:
         stop.set()
         producer.join()
+
+
+def _fetched(dataset: Any, batches: list[list[int]], ahead: int) -> Iterator[tuple[list[int], list]]:
+    """``(indices, samples)`` of each batch in order, each batch's bytes read together
+    (:meth:`~bzna_boxes.dataset.Dataset.fetch`). From a storage without a map (an object store),
+    a thread fetches the next ``ahead`` batches while the first are decoded: at most ``ahead``
+    batches in flight, so latency per request is hidden and memory stays bounded. A dataset
+    without ``fetch`` gives None for each sample: the decoding threads read ``dataset[i]``."""
+    if not hasattr(dataset, "fetch"):
+        for batch in batches:
+            yield batch, [None] * len(batch)
+        return
+    if maps_its_file(dataset):
+        for batch in batches:
+            yield batch, dataset.fetch(batch)
+        return
+    fetcher = ThreadPoolExecutor(ahead, thread_name_prefix="bzna-fetch")
+    in_flight: collections.deque[tuple[list[int], Future]] = collections.deque()
+    upcoming = iter(batches)
+    try:
+        for batch in itertools.islice(upcoming, ahead):
+            in_flight.append((batch, fetcher.submit(dataset.fetch, batch)))
+        while in_flight:
+            batch, future = in_flight.popleft()
+            samples = future.result()
+            following = next(upcoming, None)
+            if following is not None:
+                in_flight.append((following, fetcher.submit(dataset.fetch, following)))
+            yield batch, samples
+    finally:
+        fetcher.shutdown(wait=True, cancel_futures=True)
 
 
 class ImageDataset(torch.utils.data.Dataset):

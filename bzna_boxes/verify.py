@@ -25,24 +25,29 @@ samples the checksum table covers, and the pictures when decoding.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterator
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
 from . import layout
 from .checksum import ALGORITHMS, file_checksums
-from .dataset import MissingSampleError, _read_targets, inner_image, inner_tracks
+from .dataset import MissingSampleError, _read_targets, at_file_offset, inner_image, inner_tracks
 from .errors import BoxError, DecoderUnavailable
 from .index import BznaFile, sample_problems
+from .remote import is_url
+from .storage import Storage, gather
 
 __all__ = ["Problem", "Report", "verify", "extract"]
 
 _KEEP = 1000
 """Problems of each kind kept with their message (the rest are only counted)."""
+_FETCH = 256
+"""Inner samples fetched together (one ``read_many``) where the storage does not map the file."""
 
 
 @dataclass(frozen=True)
@@ -261,15 +266,15 @@ def _checksums_read(file: BznaFile, checked: list, starts: np.ndarray, offsets, 
         inputs, video = checked[inputs_at][0], checked[video_at][0]
         within = (inputs.sizes > 0) & (video.offsets >= inputs.offsets) & (video.offsets + video.sizes <= inputs.offsets + inputs.sizes)
         covered[starts[video_at] : starts[video_at + 1]] = within
-    with open(file.path, "rb", buffering=0) as f:
-        first = inside & ~covered
-        computed[first] = file_checksums(f, offsets[first], sizes[first], algorithm)
-        if covered.any():
-            holders = np.flatnonzero(covered) - starts[video_at] + starts[inputs_at]
-            intact = computed[holders] == stored[holders]
-            computed[np.flatnonzero(covered)[intact]] = stored[np.flatnonzero(covered)[intact]]
-            again = np.flatnonzero(covered)[~intact]
-            computed[again] = file_checksums(f, offsets[again], sizes[again], algorithm)
+    storage = file.storage
+    first = inside & ~covered
+    computed[first] = file_checksums(storage, offsets[first], sizes[first], algorithm)
+    if covered.any():
+        holders = np.flatnonzero(covered) - starts[video_at] + starts[inputs_at]
+        intact = computed[holders] == stored[holders]
+        computed[np.flatnonzero(covered)[intact]] = stored[np.flatnonzero(covered)[intact]]
+        again = np.flatnonzero(covered)[~intact]
+        computed[again] = file_checksums(storage, offsets[again], sizes[again], algorithm)
     return computed
 
 
@@ -277,8 +282,7 @@ def _filename(file: BznaFile, names, index: int) -> str:
     """The filename of sample ``index`` as read (a damaged one shows its bad bytes), for messages."""
     if names is None or index >= len(names) or names.offsets[index] + names.sizes[index] > file.size:
         return "(no filename)"
-    start = int(names.offsets[index])
-    return repr(bytes(file.buffer[start : start + int(names.sizes[index])]).decode("utf-8", "backslashreplace"))
+    return repr(file.storage.read(int(names.offsets[index]), int(names.sizes[index])).decode("utf-8", "backslashreplace"))
 
 
 def _outside_mdats(offsets: np.ndarray, sizes: np.ndarray, mdats: np.ndarray, file_size: int) -> np.ndarray:
@@ -336,47 +340,66 @@ def _check_targets(report: Report, file, track, count: int, num_classes: int | N
     return targets
 
 
-def _check_filenames(report: Report, file, track, count: int) -> tuple[list, list] | None:
-    """Every filename decodes as UTF-8; returns the track's samples as a (offsets, sizes) pair of lists."""
+class _Names(NamedTuple):
+    """The outer filenames as read: name ``i`` is ``data[positions[i] : positions[i] + sizes[i]]``."""
+
+    data: bytes | memoryview
+    positions: list[int]
+    sizes: list[int]
+
+    def name(self, index: int) -> bytes:
+        at = self.positions[index]
+        return bytes(self.data[at : at + self.sizes[index]])
+
+
+def _check_filenames(report: Report, file, track, count: int) -> _Names | None:
+    """Every filename decodes as UTF-8; returns them as read (all fetched at once)."""
     if track is None or report.counts["bounds"]:
         return None
-    mm = file._load().mm
     n = min(count, len(track))
-    offsets, sizes = track.offsets[:n].tolist(), track.sizes[:n].tolist()
-    for index, (start, size) in enumerate(zip(offsets, sizes)):
+    data, positions = gather(file.storage, track.offsets[:n], track.sizes[:n])
+    names = _Names(data, positions.tolist(), track.sizes[:n].tolist())
+    for index, (at, size) in enumerate(zip(names.positions, names.sizes)):
         try:
-            mm[start : start + size].decode("utf-8")
+            str(data[at : at + size], "utf-8")
         except UnicodeDecodeError as exc:
-            report.add("filename", f"{_label(track)}: sample {index} is not UTF-8 ({exc.reason} at byte {exc.start})", start, track.path)
-    return offsets, sizes
+            report.add("filename", f"{_label(track)}: sample {index} is not UTF-8 ({exc.reason} at byte {exc.start})", int(track.offsets[index]), track.path)
+    return names
 
 
-def _inner_samples(inputs, progress: Callable) -> Iterator[tuple[int, int, int, str]]:
-    """``(index, offset, size, path name)`` of each non-empty input sample, through ``progress``."""
+def _inner_samples(storage: Storage, inputs, progress: Callable) -> Iterator[tuple[int, memoryview, int, int, int, str]]:
+    """``(index, view, base, start, end, path name)`` of each non-empty input sample, through
+    ``progress``: its bytes are ``view[start:end]``, and ``view``'s first byte is the file's byte
+    ``base`` (the whole map and 0 where the storage maps; else ``_FETCH`` samples fetched at once)."""
     offsets, sizes = inputs.offsets.tolist(), inputs.sizes.tolist()
-    for index in progress(range(len(offsets)), len(offsets)):
-        if sizes[index]:
-            yield index, offsets[index], sizes[index], f"{layout.INPUT_TRACK}[{index}]"
+    present = (index for index in progress(range(len(offsets)), len(offsets)) if sizes[index])
+    buffer = storage.buffer
+    if buffer is not None:
+        for index in present:
+            yield index, buffer, 0, offsets[index], offsets[index] + sizes[index], f"{layout.INPUT_TRACK}[{index}]"
+        return
+    while chosen := list(itertools.islice(present, _FETCH)):
+        for index, view in zip(chosen, storage.read_many([(offsets[i], sizes[i]) for i in chosen])):
+            yield index, view, offsets[index], 0, sizes[index], f"{layout.INPUT_TRACK}[{index}]"
 
 
 def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names: tuple[list, list] | None, progress: Callable) -> None:
     """Parse every inner sample: its four tracks, both pictures, target and filename."""
-    view = file.buffer
-    mm = file._load().mm
     checked = 0
     if report.counts["bounds"]:
         report.summary.append("inner samples: not checked (samples lie outside the file)")
         return
-    for index, start, size, name in _inner_samples(inputs, progress):
+    for index, view, base, start, end, name in _inner_samples(file.storage, inputs, progress):
         prefix = f"{_label(inputs)}: sample {index}: "
         try:
-            found = inner_tracks(view, start, start + size, name)
+            found = inner_tracks(view, start, end, name)
             for track in (layout.INPUT_TRACK, layout.THUMB_TRACK):
                 if track in found:
-                    inner_image(view, start, start + size, track, name)
+                    inner_image(view, start, end, track, name)
         except BoxError as exc:
-            report.add_error("inner", exc, prefix)
+            report.add_error("inner", at_file_offset(exc, base) if base else exc, prefix)
             continue
+        start += base
         checked += 1
         has_target = targets is None or (index < len(targets) and targets[index] != layout.NO_TARGET)
         absent = [t for t in layout.INNER_TRACKS if t not in found and (t != layout.TARGET_TRACK or has_target)]
@@ -385,17 +408,17 @@ def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names
         if layout.TARGET_TRACK in found:
             at, length = found[layout.TARGET_TRACK]
             if length != layout.TARGET_DTYPE.itemsize:
-                report.add("inner", f"{prefix}its inner target has {length} bytes, not {layout.TARGET_DTYPE.itemsize}", at, name)
+                report.add("inner", f"{prefix}its inner target has {length} bytes, not {layout.TARGET_DTYPE.itemsize}", at + base, name)
             elif targets is not None and index < len(targets):
-                value = int.from_bytes(mm[at : at + length], "little", signed=True)
+                value = int.from_bytes(view[at : at + length], "little", signed=True)
                 if value != targets[index]:
-                    report.add("inner", f"{prefix}its inner target {value} differs from the outer target {int(targets[index])}", at, name)
-        if layout.FILENAME_TRACK in found and names is not None and index < len(names[0]):
+                    report.add("inner", f"{prefix}its inner target {value} differs from the outer target {int(targets[index])}", at + base, name)
+        if layout.FILENAME_TRACK in found and names is not None and index < len(names.sizes):
             at, length = found[layout.FILENAME_TRACK]
-            outer_at = names[0][index]
-            outer_name = mm[outer_at : outer_at + names[1][index]]
-            if mm[at : at + length] != outer_name:
-                report.add("inner", f"{prefix}its inner filename {mm[at : at + length]!r} differs from the outer {outer_name!r}", at, name)
+            outer_name = names.name(index)
+            inner_name = bytes(view[at : at + length])
+            if inner_name != outer_name:
+                report.add("inner", f"{prefix}its inner filename {inner_name!r} differs from the outer {outer_name!r}", at + base, name)
     missing = len(inputs) - int(np.count_nonzero(inputs.sizes))
     report.summary.append(f"inner samples: {checked:,} parsed" + (f", {missing:,} missing (size 0)" if missing else ""))
 
@@ -411,23 +434,22 @@ def _check_decode(report: Report, file: BznaFile, inputs, names, progress: Calla
         decoder = CpuDecoder()
     except ImportError as exc:
         raise DecoderUnavailable(f"--decode needs PyAV (pip install bzna_boxes[decode]): {exc}") from None
-    view = file.buffer
     decoded = failed = 0
     began = time.perf_counter()
-    for index, start, size, name in _inner_samples(inputs, progress):
+    for index, view, base, start, end, name in _inner_samples(file.storage, inputs, progress):
         try:
-            found = inner_tracks(view, start, start + size, name)
+            found = inner_tracks(view, start, end, name)
         except BoxError:
             continue  # not an inner MP4: the inner check reports it
         for track in (layout.INPUT_TRACK, layout.THUMB_TRACK):
             if track not in found or (track == layout.THUMB_TRACK and found[track] == found.get(layout.INPUT_TRACK)):
                 continue
             try:
-                decoder.decode_frame(inner_image(view, start, start + size, track, name))
+                decoder.decode_frame(inner_image(view, start, end, track, name))
             except ValueError as exc:  # BoxError included
                 failed += 1
                 reason = exc.reason if isinstance(exc, BoxError) else str(exc)
-                report.add("decode", f"sample {index} {_filename(file, names, index)}: its {track} picture does not decode: {reason}", found[track][0], name)
+                report.add("decode", f"sample {index} {_filename(file, names, index)}: its {track} picture does not decode: {reason}", found[track][0] + base, name)
                 continue
             decoded += 1
     seconds = time.perf_counter() - began
@@ -454,15 +476,18 @@ def extract(path: str | os.PathLike, index: int, track: str | None = None) -> by
                 raise MissingSampleError(f"sample {index} is missing (its {layout.INPUT_TRACK} sample is empty): it has no image")
             from .hevc import to_annexb
 
-            image = inner_image(file.buffer, start, start + size, track, f"{layout.INPUT_TRACK}[{index}]")
+            view = file.storage.view(start, size)
+            try:
+                image = inner_image(view, 0, size, track, f"{layout.INPUT_TRACK}[{index}]")
+            except BoxError as exc:
+                raise at_file_offset(exc, start) from None
             data = bytes(to_annexb(image))
-            del image
+            del image, view
             return data
         key: str | int = layout.INPUT_TRACK if track is None else int(track) if track.isdigit() else track
         outer = file.track(key)
         index = _check_index(index, outer)
-        start = int(outer.offsets[index])
-        return bytes(file.buffer[start : start + int(outer.sizes[index])])
+        return file.storage.read(int(outer.offsets[index]), int(outer.sizes[index]))
 
 
 def _check_index(index: int, track) -> int:

@@ -37,6 +37,8 @@ from .boxes.core import field_position
 from .boxes.fields import entry_struct, field_code
 from .checksum import CRC32C, file_checksums
 from .errors import BoxError
+from .remote import is_url
+from .storage import Storage, copy_span, write_all
 
 if TYPE_CHECKING:
     from .index import BznaFile, Track
@@ -53,7 +55,6 @@ PAYLOAD_AT = HEADER_AT + HEADER_SPACE
 _MAX32 = 0xFFFFFFFF
 _FREE_THEN_MDAT = struct.Struct(">I4sI4s")
 _LARGE_MDAT = struct.Struct(">I4sQ")
-_COPY_CHUNK = 64 << 20
 _IMAGE_AT = layout.FILE_TYPE_SIZE + 8
 """Offset of the image payload inside an inner sample: after ftyp and the mdat header."""
 _PACK_TARGET = struct.Struct("<q").pack
@@ -294,6 +295,8 @@ class DatasetWriter:
         if unknown:
             raise TypeError(f"unknown encoder options {sorted(unknown)}; expected some of {sorted(_ENCODE_OPTIONS)}")
         self.path = os.fspath(path)
+        if is_url(self.path):
+            raise ValueError(f"{self.path}: a DatasetWriter writes a local file (bzna build and concat upload theirs to a URL)")
         self.encode_options = encode_options
         self._fsync = fsync
         if os.path.isdir(self.path):
@@ -526,7 +529,7 @@ class DatasetWriter:
                 for start, stop in shard.runs():
                     first = int(offsets[start])
                     length = int(offsets[stop - 1]) + int(sizes[stop - 1]) - first
-                    _copy_range(shard.fd, out_fd, first, self._pos, length)
+                    copy_span(shard.storage, first, length, out_fd, self._pos)
                     self._pos += length
             self._file.seek(self._pos)
         except OSError as exc:
@@ -559,10 +562,10 @@ class DatasetWriter:
             thumbs = start + np.flatnonzero(present[start:stop])
 
             def write(at: int, data: memoryview) -> None:
-                _write_all(out_fd, data, destination + at - first)
+                write_all(out_fd, data, destination + at - first)
 
             both = file_checksums(
-                shard._file,
+                shard.storage,
                 np.concatenate((offsets[start:stop], shard.video_offsets[thumbs])),
                 np.concatenate((sizes[start:stop], shard.video_sizes[thumbs])),
                 on_chunk=write,
@@ -633,35 +636,6 @@ def _fsync_directory(directory: str) -> None:
         os.close(fd)
 
 
-def _copy_range(src_fd: int, dst_fd: int, src_at: int, dst_at: int, length: int) -> None:
-    """Copy ``length`` bytes between files at explicit offsets: ``copy_file_range``, else pread/pwrite."""
-    copy_file_range = getattr(os, "copy_file_range", None)
-    while length > 0 and copy_file_range is not None:
-        try:
-            done = copy_file_range(src_fd, dst_fd, min(length, 1 << 30), src_at, dst_at)
-        except OSError as exc:
-            if exc.errno in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, errno.EBADF, errno.EPERM):
-                break
-            raise
-        if done == 0:
-            raise BoxError(f"input ends before {length} more bytes could be copied", offset=src_at)
-        src_at, dst_at, length = src_at + done, dst_at + done, length - done
-    while length > 0:
-        chunk = os.pread(src_fd, min(length, _COPY_CHUNK), src_at)
-        if not chunk:
-            raise BoxError(f"input ends before {length} more bytes could be copied", offset=src_at)
-        _write_all(dst_fd, chunk, dst_at)
-        src_at, dst_at, length = src_at + len(chunk), dst_at + len(chunk), length - len(chunk)
-
-
-def _write_all(fd: int, data: bytes | memoryview, at: int) -> None:
-    """``pwrite`` all of ``data`` at offset ``at``."""
-    view = memoryview(data)
-    written = 0
-    while written < len(view):
-        written += os.pwrite(fd, view[written:], at + written)
-
-
 # --- reading an input of concat ---------------------------------------------------------------
 
 
@@ -670,11 +644,14 @@ class _Shard:
     (:class:`bzna_boxes.index.BznaFile`: any chunk layout, movie fragments included)."""
 
     def __init__(self, path: str):
+        from .index import BznaFile
+
         self.path = path
-        self._file = open(path, "rb")
-        self.fd = self._file.fileno()
+        self._file: BznaFile | None = None
         try:
-            self._read()
+            self._file = BznaFile(path)
+            self.storage: Storage = self._file.storage
+            self._read_tracks(self._file)
         except BoxError as exc:
             self.close()
             raise BoxError(f"{path}: {exc.reason}", offset=exc.offset, path=exc.path) from None
@@ -683,13 +660,8 @@ class _Shard:
             raise
 
     def close(self) -> None:
-        self._file.close()
-
-    def _read(self) -> None:
-        from .index import BznaFile
-
-        with BznaFile(self.path) as file:
-            self._read_tracks(file)
+        if self._file is not None:
+            self._file.close()
 
     def _read_tracks(self, file: "BznaFile") -> None:
         tracks = {}
@@ -706,11 +678,10 @@ class _Shard:
             )
         if np.any(targets.sizes != layout.TARGET_DTYPE.itemsize):
             raise BoxError(f"a target is not {layout.TARGET_DTYPE.itemsize} bytes", path=targets.path)
-        view = file.buffer
         self.input_offsets, self.input_sizes = inputs.offsets, inputs.sizes
-        self.targets = _gather(view, targets.offsets, targets.sizes).view(layout.TARGET_DTYPE).astype(np.int64)
+        self.targets = _gather(self.storage, targets.offsets, targets.sizes).view(layout.TARGET_DTYPE).astype(np.int64)
         self.filename_sizes = names.sizes
-        self.filenames = _gather(view, names.offsets, names.sizes).tobytes()
+        self.filenames = _gather(self.storage, names.offsets, names.sizes).tobytes()
         present = self.input_sizes > 0
         video = tracks.get(layout.VIDEO_TRACK)
         if video is not None:
@@ -754,7 +725,7 @@ class _Shard:
             hvcc = find(entry, "hvcC", None)
             if hvcc is None:
                 raise BoxError(f"the {entry.type} entry of {layout.VIDEO_TRACK} has no hvcC", offset=entry._offset, path=video.path)
-            configs.append(bytes(file.buffer[hvcc._offset : hvcc._offset + hvcc._size]))
+            configs.append(self.storage.read(hvcc._offset, hvcc._size))
         self.video_configs = configs
         self.video_entries = np.ones(count, np.uint32) if len(configs) == 1 else _description_indices(file, video)
         inside = (self.video_offsets >= self.input_offsets) & (self.video_offsets + self.video_sizes <= self.input_offsets + self.input_sizes)
@@ -781,7 +752,8 @@ def _description_indices(file: "BznaFile", video: "Track") -> np.ndarray:
     Movie fragments name theirs in each ``tfhd``; a track with several entries and fragments is
     refused rather than guessed.
     """
-    stbl = find(Boxes.parse(file.buffer), f"{video.path}/mdia/minf/stbl")
+    moov = file.moov
+    stbl = find(Boxes.parse(file.storage.view(moov.offset, moov.size)), f"{video.path}/mdia/minf/stbl")
     stsz = find(stbl, "stsz")
     if stsz.sample_count != len(video):
         raise BoxError(
@@ -796,7 +768,7 @@ def _description_indices(file: "BznaFile", video: "Track") -> np.ndarray:
     return np.repeat(entries, per_chunk)
 
 
-def _gather(view: memoryview, offsets: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+def _gather(storage: Storage, offsets: np.ndarray, sizes: np.ndarray) -> np.ndarray:
     """The bytes of samples (``offsets``, ``sizes``) one after the other, as a uint8 array."""
     if not len(sizes):
         return np.zeros(0, np.uint8)
@@ -804,8 +776,8 @@ def _gather(view: memoryview, offsets: np.ndarray, sizes: np.ndarray) -> np.ndar
     total = int(sizes.sum(dtype=np.uint64))
     contiguous = np.array_equal(offsets[1:], offsets[:-1] + sizes[:-1])
     if contiguous:
-        return np.frombuffer(view[first : first + total], np.uint8).copy()
-    return np.frombuffer(b"".join(view[int(o) : int(o) + int(s)] for o, s in zip(offsets, sizes)), np.uint8)
+        return np.frombuffer(storage.read(first, total), np.uint8)
+    return np.frombuffer(b"".join(storage.read_many(list(zip(offsets.tolist(), sizes.tolist())))), np.uint8)
 
 
 # --- concat -----------------------------------------------------------------------------------
@@ -831,6 +803,14 @@ def concat(
     if not paths:
         raise ValueError("concat needs at least one input")
     check_not_an_input(output, paths)
+    if is_url(output):  # merged in a local staging folder, then uploaded whole
+        from .remote import staged_name, write_then_upload
+
+        def merge(local: str) -> int:
+            staged = {staged_name(local, path): text for path, text in (side_files or {}).items()}
+            return concat(paths, local, fsync=fsync, side_files=staged)
+
+        return write_then_upload(os.fspath(output), merge)
     with DatasetWriter(output, fsync=fsync, lock=lock) as writer:
         for path in paths:
             shard = _Shard(path)

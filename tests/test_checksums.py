@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -13,9 +14,11 @@ import bzna_boxes as bz
 from bzna_boxes import Box, Boxes, find, layout
 from bzna_boxes.cli import main
 from bzna_boxes.verify import verify
+from bzna_boxes.storage import LocalStorage
 from bzna_boxes.writer import concat
 
 from bzna_samples import build_dataset, fixture_photographs
+from storage_support import UnmappedStorage
 
 MISSING = 2
 """The sample index left missing in the photos dataset: its video sample is sample 1's."""
@@ -235,8 +238,10 @@ def test_file_checksums_of_samples_in_any_order_overlapping_and_larger_than_a_ch
     offsets = rng.integers(0, 19_000, 300).astype(np.uint64)
     sizes = rng.integers(0, 1000, 300).astype(np.uint32)
     seen = []
-    with open(path, "rb", buffering=0) as f:
-        sums = file_checksums(f, offsets, sizes, on_chunk=lambda at, chunk_data: seen.append((at, bytes(chunk_data))), chunk=chunk, gap=gap)
+    with closing(LocalStorage(path)) as storage:
+        sums = file_checksums(storage, offsets, sizes, on_chunk=lambda at, chunk_data: seen.append((at, bytes(chunk_data))), chunk=chunk, gap=gap)
+    with closing(UnmappedStorage(LocalStorage(path))) as storage:  # no map, no readinto: copies of views
+        assert file_checksums(storage, offsets, sizes, chunk=chunk, gap=gap).tolist() == sums.tolist()
     assert sums.tolist() == [crc32c(data[int(o) : int(o) + int(s)]) for o, s in zip(offsets, sizes)]
     assert all(data[at : at + len(piece)] == piece for at, piece in seen)
 
@@ -246,8 +251,8 @@ def test_file_checksums_of_a_sample_past_the_end_is_a_box_error(tmp_path):
 
     path = tmp_path / "bytes"
     path.write_bytes(bytes(100))
-    with open(path, "rb", buffering=0) as f, pytest.raises(bz.BoxError, match="the file ends before the 20 bytes") as info:
-        file_checksums(f, np.array([0, 90], np.uint64), np.array([10, 30], np.uint32))
+    with closing(LocalStorage(path)) as storage, pytest.raises(bz.BoxError, match="the file ends before the 20 bytes") as info:
+        file_checksums(storage, np.array([0, 90], np.uint64), np.array([10, 30], np.uint32))
     assert info.value.offset == 100
 
 
