@@ -642,17 +642,30 @@ class BznaFile:
             walked = f"{walked}/{step}"
         return found
 
+    def parsed_box(self, path: str) -> Any | None:
+        """The box at ``path`` (see :meth:`find_box`) parsed with its schema, or None when the
+        file has none; a ``BoxError`` when it is malformed."""
+        from .boxes.core import parse_box
+
+        where = self.find_box(path)
+        if where is None:
+            return None
+        return parse_box(self._require_view(), where.offset, where.end, 0, path, path.count("/"))[0]
+
     def checksum_table(self) -> Any | None:
         """The parsed sample checksum table (``moov/udta/bzsc``, see :mod:`bzna_boxes.layout`), or
         None when the file has none; a ``BoxError`` when it is malformed."""
         from . import layout
-        from .boxes.core import parse_box
 
-        path = f"moov/{layout.CHECKSUMS_PATH}"
-        where = self.find_box(path)
-        if where is None:
-            return None
-        return parse_box(self._require_view(), where.offset, where.end, 0, path, 2)[0]
+        return self.parsed_box(f"moov/{layout.CHECKSUMS_PATH}")
+
+    def class_names(self) -> list[str] | None:
+        """The class names stored in the file (``moov/udta/bzcl``; name k is target k's), or None
+        when the file has none; a ``BoxError`` when it is malformed."""
+        from . import layout
+
+        box = self.parsed_box(f"moov/{layout.CLASSES_PATH}")
+        return None if box is None else list(box.class_names)
 
     def track(self, name_or_id: str | int) -> Track:
         """The first track whose hdlr name (str) or track_id (int) matches; ``KeyError`` if none."""

@@ -6,7 +6,7 @@ to add a box type.
 
 from __future__ import annotations
 
-from . import containers, file, fragment, integrity, media, meta, movie, sample_entry, sample_table  # noqa: F401  (registration)
+from . import containers, file, fragment, integrity, labels, media, meta, movie, sample_entry, sample_table  # noqa: F401  (registration)
 from .core import MAX_DEPTH, Box, Boxes, BoxType, RawBox, build_box, lookup, parse_box, parse_boxes, register, registered_types
 from .fields import Fields, Packed, Table, full_box
 from .path import find, find_all, walk
