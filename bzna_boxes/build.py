@@ -18,8 +18,9 @@ Sources (see ``docs/building.md``):
   file's folder; a line is at most :data:`MAX_LINE` bytes; a target is an int64, ``-1`` for
   none or from 0 up). The stored filename is the path as written in the list.
 
-Every target is checked before anything is encoded, and a source without any image is
-refused (as ``torchvision.datasets.ImageFolder`` refuses one) rather than built empty.
+Every target is checked before anything is encoded, and a source without any image, or an
+ImageFolder class folder without any image, is refused (as ``torchvision.datasets.ImageFolder``
+refuses them) rather than built empty.
 """
 
 from __future__ import annotations
@@ -123,7 +124,7 @@ def _image_folder(root: str) -> SourceList:
     for name in classes:
         if "\n" in name or "\r" in name:
             raise BuildError(f"{root}: class folder name {name!r} has a line break")
-    sources = []
+    sources, empty = [], []
     for target, name in enumerate(classes):
         folder = os.path.join(root, name)
         walked = []
@@ -134,15 +135,22 @@ def _image_folder(root: str) -> SourceList:
             dirnames[:] = [d for d in dirnames if not d.startswith(".") and _folder_id(os.path.join(dirpath, d)) not in here]
             above.update((os.path.join(dirpath, d), here) for d in dirnames)
             walked.append((dirpath, filenames))
+        found = len(sources)
         for dirpath, filenames in sorted(walked):
             for filename in sorted(filenames):
                 if filename.startswith(".") or os.path.splitext(filename)[1].lower() not in extensions:
                     continue
                 path = os.path.join(dirpath, filename)
                 sources.append(Source(path, target, os.path.relpath(path, root).replace(os.sep, "/")))
-    if not sources:
-        raise BuildError(f"{root}: no images in its class folders (files with an extension Pillow opens, such as .jpg or .png)")
+        if len(sources) == found:
+            empty.append(folder)
+    if empty:  # as ImageFolder, which refuses a class without images
+        more = f" (and {len(empty) - 1} other class folders)" if len(empty) > 1 else ""
+        raise BuildError(f"{empty[0]}{more}: a class folder without images ({_IMAGE_FILES}): add images or remove the folder")
     return SourceList(sources, classes)
+
+
+_IMAGE_FILES = "files with an extension Pillow opens, such as .jpg or .png"
 
 
 def _folder_id(path: str) -> tuple[int, int] | None:
@@ -509,9 +517,9 @@ def build_sources(
 
     ``on_image(1)`` is called after each image is written (e.g. to report progress elsewhere).
     ``encode(source, encode_options)`` makes each sample (see :data:`EncodeFunction`); an
-    exception it raises makes that image a missing sample. ``with_side_files``: the class list
-    (``classes``) and the report are written beside ``out`` (:func:`side_files`), replaced
-    together with it.
+    exception it raises makes that image a missing sample. ``classes`` (name k for target k) are
+    stored in the dataset (``moov/udta/bzcl``). ``with_side_files``: the class list (``classes``)
+    and the report are also written beside ``out`` (:func:`side_files`), replaced together with it.
     """
     from tqdm import tqdm
 
@@ -534,7 +542,7 @@ def build_sources(
     result = BuildResult(out, len(sources))
     start = time.perf_counter()
     results = _results(sources, min(workers, max(1, len(sources))), encode_options, encode)
-    with closing(results), DatasetWriter(out, fsync=fsync) as writer, tqdm(
+    with closing(results), DatasetWriter(out, fsync=fsync, classes=classes) as writer, tqdm(
         total=len(sources), unit="img", disable=not progress, dynamic_ncols=True, smoothing=0.05
     ) as bar:
         for index, (sample, reason) in enumerate(results):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
@@ -452,6 +452,33 @@ class Dataset:
     def missing(self) -> np.ndarray:
         """Indices (in this dataset) of the missing samples."""
         return np.flatnonzero(self.sizes == 0)
+
+    @cached_property
+    def classes(self) -> list[str]:
+        """The class names, name k for target k, as ``torchvision.datasets.ImageFolder.classes``.
+
+        Read from the file (``moov/udta/bzcl``, stored by ``bzna build`` of an ImageFolder tree);
+        for a file without them (built before they were stored, from a list file, the seed's
+        ImageNet), from ``NAME.classes.txt`` beside it (one name per line) when there is one;
+        else an empty list. A malformed box raises ``BoxError``.
+        """
+        names = self._file.class_names()
+        if names is not None:
+            return names
+        from .build import sidecar_paths
+
+        try:
+            with open(sidecar_paths(self.path)[0], encoding="utf-8", errors="surrogateescape", newline="") as f:
+                text = f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        lines = text.split("\n")
+        return lines[:-1] if lines[-1] == "" else lines
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        """Each class name's target (``{name: k}``), as ``ImageFolder.class_to_idx``."""
+        return {name: target for target, name in enumerate(self.classes)}
 
     @property
     def stale(self) -> bool:

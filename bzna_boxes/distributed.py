@@ -343,7 +343,7 @@ def _build_locked(
         raise BuildError(f"image {index} ({name}): {reason}")
     from .writer import concat
 
-    concat([spec.path for spec in specs], out, lock=lock, side_files=side_files(out, listing.classes, failures))
+    concat([spec.path for spec in specs], out, lock=lock, side_files=side_files(out, listing.classes, failures), classes=listing.classes)
     result.merge_seconds = time.perf_counter() - merge_start
     classes_path, result.report_path = sidecar_paths(out)
     result.classes_path = classes_path if listing.classes is not None else None

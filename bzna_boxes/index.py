@@ -604,18 +604,31 @@ class BznaFile:
             walked = f"{walked}/{step}"
         return found
 
-    def checksum_table(self) -> Any | None:
-        """The parsed sample checksum table (``moov/udta/bzsc``, see :mod:`bzna_boxes.layout`), or
-        None when the file has none; a ``BoxError`` when it is malformed."""
-        from . import layout
+    def parsed_box(self, path: str) -> Any | None:
+        """The box at ``path`` (see :meth:`find_box`) parsed with its schema, or None when the
+        file has none; a ``BoxError`` when it is malformed."""
         from .boxes.core import parse_box
 
-        path = f"moov/{layout.CHECKSUMS_PATH}"
         where = self.find_box(path)
         if where is None:
             return None
         view = self.storage.view(where.offset, where.size)
-        return parse_box(view, 0, where.size, where.offset, path, 2)[0]
+        return parse_box(view, 0, where.size, where.offset, path, path.count("/"))[0]
+
+    def checksum_table(self) -> Any | None:
+        """The parsed sample checksum table (``moov/udta/bzsc``, see :mod:`bzna_boxes.layout`), or
+        None when the file has none; a ``BoxError`` when it is malformed."""
+        from . import layout
+
+        return self.parsed_box(f"moov/{layout.CHECKSUMS_PATH}")
+
+    def class_names(self) -> list[str] | None:
+        """The class names stored in the file (``moov/udta/bzcl``; name k is target k's), or None
+        when the file has none; a ``BoxError`` when it is malformed."""
+        from . import layout
+
+        box = self.parsed_box(f"moov/{layout.CLASSES_PATH}")
+        return None if box is None else list(box.class_names)
 
     def track(self, name_or_id: str | int) -> Track:
         """The first track whose hdlr name (str) or track_id (int) matches; ``KeyError`` if none."""

@@ -214,6 +214,21 @@ def find_checksums(moov: Mapping) -> Mapping | None:
     return find(moov, CHECKSUMS_PATH, None)
 
 
+CLASSES_PATH = "udta/bzcl"
+"""Where the class names live, under the outer ``moov``, after the checksums."""
+
+
+def class_names_box(classes: Sequence[str]) -> dict:
+    """The ``bzcl`` box of ``classes`` (name k is target k's); a ``ValueError`` for a name with a NUL."""
+    names = list(classes)
+    for name in names:
+        if not isinstance(name, str):
+            raise TypeError(f"a class name must be a str, not {type(name).__name__}")
+        if "\x00" in name:
+            raise ValueError(f"class name {name!r} contains a NUL")
+    return {"type": "bzcl", "class_names": names}
+
+
 TRACK_ENABLED = 0x000003
 """tkhd flags of a track "enabled and used in the presentation" (seed: 000003)."""
 TRACK_HIDDEN = 0x000000
@@ -292,6 +307,7 @@ def outer_moov(
     video: SampleTable | None = None,
     video_hvcc: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None = None,
     video_entries: np.ndarray | None = None,
+    classes: Sequence[str] | None = None,
 ) -> dict:
     """The outer moov of the seed: bzna_input, bzna_target, bzna_fname and the video track.
 
@@ -300,7 +316,8 @@ def outer_moov(
     players to the wrong decoder). It is left out when ``video`` is None (e.g. no frames).
     Thumbnails encoded with different parameter sets (e.g. other x265 presets) get one ``hvc1``
     entry each: ``video_hvcc`` is then a list and ``video_entries`` the 1-based entry per sample.
-    When every table has its checksums, they follow the tracks in ``udta/bzsc``.
+    When every table has its checksums, they follow the tracks in ``udta/bzsc``; ``classes``
+    (the name of each target, from 0), when given, follows them in ``udta/bzcl``.
     """
     count = len(inputs)
     if not len(targets) == len(filenames) == count:
@@ -322,7 +339,12 @@ def outer_moov(
         )
     children = [{"type": "mvhd", "timescale": TIMESCALE, "duration": SAMPLE_DELTA * count, "next_track_id": len(traks) + 1}, *traks]
     tables = [inputs, targets, filenames] + ([video] if video is not None else [])
+    user_data = []
     if all(table.checksums is not None for table in tables):
         sums = {trak["children"][0]["track_id"]: table.checksums for trak, table in zip(traks, tables)}
-        children.append({"type": "udta", "children": [checksum_box(sums)]})
+        user_data.append(checksum_box(sums))
+    if classes is not None:
+        user_data.append(class_names_box(classes))
+    if user_data:
+        children.append({"type": "udta", "children": user_data})
     return {"type": "moov", "children": children}

@@ -693,6 +693,16 @@ class ImageDataset(torch.utils.data.Dataset):
         """Every sample's target (int64), as ``ImageFolder.targets``."""
         return self._targets.copy() if self._targets is not None else np.array([self.dataset[i].target for i in range(len(self))])
 
+    @property
+    def classes(self) -> list[str]:
+        """The class names, name k for target k, as ``ImageFolder.classes`` (see ``Dataset.classes``)."""
+        return list(getattr(self.dataset, "classes", []))
+
+    @property
+    def class_to_idx(self) -> dict[str, int]:
+        """Each class name's target, as ``ImageFolder.class_to_idx``."""
+        return {name: target for target, name in enumerate(self.classes)}
+
     def _decode(self, image) -> torch.Tensor:
         if self._decoder is None:
             if self.device.type == "cpu":

@@ -8,7 +8,10 @@
   or shorter (the samples past its end have no target, as in the seed's ImageNet, whose target
   track ends at the test split), the video track (when present) as long, each video sample
   inside its input sample;
-* targets: 8 bytes each (or 0: none), at least -1, below ``num_classes`` when given;
+* the class names (``moov/udta/bzcl``), when stored: readable, distinct, as many as
+  ``num_classes`` when it is given;
+* targets: 8 bytes each (or 0: none), at least -1, below ``num_classes`` when given, else
+  below the number of stored class names when there are;
   filenames: valid UTF-8;
 * every inner sample (unless ``inner=False``): it parses, it has the four tracks
   ``bzna_input``, ``bzna_thumb``, ``bzna_target`` (unless its outer target is -1),
@@ -190,6 +193,7 @@ def _check(file: BznaFile, report: Report, num_classes: int | None, inner: bool,
     video = tracks.get(layout.VIDEO_TRACK)
     if video is not None and len(video) == count:
         _check_video(report, inputs, video)
+    num_classes = _check_classes(report, file, num_classes)
     targets = _check_targets(report, file, tracks.get(layout.TARGET_TRACK), count, num_classes)
     names = _check_filenames(report, file, tracks.get(layout.FILENAME_TRACK), count)
     if inner:
@@ -309,6 +313,30 @@ def _check_video(report: Report, inputs, video) -> None:
             int(video.offsets[index]),
             video.path,
         )
+
+
+def _check_classes(report: Report, file: BznaFile, num_classes: int | None) -> int | None:
+    """The stored class names (``moov/udta/bzcl``), when there are: readable, distinct, as many as
+    ``num_classes``; returns the bound of the targets (``num_classes``, else the number of names)."""
+    path = f"moov/{layout.CLASSES_PATH}"
+    try:
+        names = file.class_names()
+    except BoxError as exc:
+        report.add_error("classes", exc, "the class names cannot be read: ")
+        return num_classes
+    if names is None:
+        return num_classes
+    shown = ", ".join(map(repr, names[:5])) + (", ..." if len(names) > 5 else "")
+    report.summary.append(f"classes: {len(names):,} stored in {path} ({shown})")
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            report.add("classes", f"class name {name!r} appears more than once", path=path)
+            break
+        seen.add(name)
+    if num_classes is not None and num_classes != len(names):
+        report.add("classes", f"--num-classes {num_classes}, but the file names {len(names):,} classes", path=path)
+    return len(names) if num_classes is None else num_classes
 
 
 def _check_targets(report: Report, file, track, count: int, num_classes: int | None) -> np.ndarray | None:

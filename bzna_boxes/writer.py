@@ -288,9 +288,21 @@ class DatasetWriter:
     writer of the same path fails at once (``BlockingIOError``), and the temporary files that
     dead writers of this path left are removed. ``lock`` is a lock on ``path`` that the caller
     already holds (and keeps).
+
+    ``classes``: the class names, name k for target k (ImageFolder's ``classes``), stored in the
+    file (``moov/udta/bzcl``) and read back by ``Dataset.classes``; None stores none. It may be
+    set until :meth:`close`.
     """
 
-    def __init__(self, path: str | os.PathLike, *, fsync: bool = True, lock: OutputLock | None = None, **encode_options: Any):
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        fsync: bool = True,
+        lock: OutputLock | None = None,
+        classes: Sequence[str] | None = None,
+        **encode_options: Any,
+    ):
         unknown = set(encode_options) - _ENCODE_OPTIONS
         if unknown:
             raise TypeError(f"unknown encoder options {sorted(unknown)}; expected some of {sorted(_ENCODE_OPTIONS)}")
@@ -298,6 +310,7 @@ class DatasetWriter:
         if is_url(self.path):
             raise ValueError(f"{self.path}: a DatasetWriter writes a local file (bzna build and concat upload theirs to a URL)")
         self.encode_options = encode_options
+        self.classes = None if classes is None else layout.class_names_box(classes)["class_names"]
         self._fsync = fsync
         if os.path.isdir(self.path):
             raise IsADirectoryError(errno.EISDIR, f"cannot write {self.path}: it is a directory", self.path)
@@ -474,7 +487,7 @@ class DatasetWriter:
         names = layout.SampleTable(_starts(names_at, rows["name_size"]), rows["name_size"].astype(np.uint32), rows["name_sum"])
         video, configs, entries = self._video_table(rows, offsets)
         inputs = layout.SampleTable(offsets, sizes.astype(np.uint32), rows["input_sum"])
-        moov = layout.outer_moov(inputs, targets, names, video, configs, entries)
+        moov = layout.outer_moov(inputs, targets, names, video, configs, entries, self.classes)
         Box.build_stream(moov, f)
 
         if end - (HEADER_AT + 8) <= _MAX32:
@@ -694,6 +707,7 @@ class _Shard:
             self.video_entries = np.zeros(count, np.uint32)
             self.video_configs = []
         self.checksums = self._read_checksums(file, tracks, count)
+        self.classes = file.class_names()
 
     def _read_checksums(self, file: "BznaFile", tracks: dict, count: int) -> tuple[np.ndarray, ...] | None:
         """The checksums of the input, video, target and filename samples (``udta/bzsc``), or None
@@ -790,6 +804,7 @@ def concat(
     fsync: bool = True,
     lock: OutputLock | None = None,
     side_files: Mapping[str, str | None] | None = None,
+    classes: Sequence[str] | None = None,
 ) -> int:
     """Merge ``.bzna`` shards, in order, into ``output``; returns the number of samples.
 
@@ -798,6 +813,10 @@ def concat(
     same samples in the same order writes. The inputs are read through their sample index, so
     samples in movie fragments are merged too. ``lock`` and ``side_files`` are those of
     :class:`DatasetWriter` (a lock the caller holds; files replaced together with the output).
+
+    The output keeps the inputs' class names (``moov/udta/bzcl``): the inputs that have a class
+    list must have the same one (a ``BoxError`` names the first that differs), and those without
+    one take it. ``classes`` given replaces them all.
     """
     paths = [os.fspath(p) for p in inputs]
     if not paths:
@@ -808,15 +827,31 @@ def concat(
 
         def merge(local: str) -> int:
             staged = {staged_name(local, path): text for path, text in (side_files or {}).items()}
-            return concat(paths, local, fsync=fsync, side_files=staged)
+            return concat(paths, local, fsync=fsync, side_files=staged, classes=classes)
 
         return write_then_upload(os.fspath(output), merge)
-    with DatasetWriter(output, fsync=fsync, lock=lock) as writer:
+    with DatasetWriter(output, fsync=fsync, lock=lock, classes=classes) as writer:
+        first_with_classes = None
         for path in paths:
             shard = _Shard(path)
             try:
+                if classes is None and shard.classes is not None:
+                    if first_with_classes is None:
+                        first_with_classes, writer.classes = path, shard.classes
+                    elif shard.classes != writer.classes:
+                        raise BoxError(
+                            f"{path}: its class names ({_names_text(shard.classes)}) differ from those of "
+                            f"{first_with_classes} ({_names_text(writer.classes)}): concat keeps one class list",
+                            path=f"moov/{layout.CLASSES_PATH}",
+                        )
                 writer._append_shard(shard)
             finally:
                 shard.close()
         writer.close(side_files)
         return len(writer)
+
+
+def _names_text(names: Sequence[str], shown: int = 4) -> str:
+    """A short text of class names: the count and the first few."""
+    head = ", ".join(repr(name) for name in names[:shown])
+    return f"{len(names)}: {head}{', ...' if len(names) > shown else ''}"

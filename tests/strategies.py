@@ -53,6 +53,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "fragment": ("mvex", "moof", "traf", "mfra", "mfhd", "mehd", "tfhd", "tfdt", "trun", "trex", "sidx"),
     "meta": ("meta", "udta", "iprp", "ipco", "ilst", "ispe"),
     "integrity": ("bzsc",),
+    "labels": ("bzcl",),
 }
 """Which test module covers each registered type (tests/boxes/test_<family>.py)."""
 
@@ -458,6 +459,12 @@ def _bzsc(version=None):
     return st.sampled_from((1, 2, 4, 8, 16)).flatmap(make)
 
 
+def _bzcl(version=None):
+    # any bytes but NUL, as a file system name may be: parsed with surrogate escapes, built back exactly
+    name = st.binary(max_size=12).map(lambda b: b.replace(b"\x00", b"").decode("utf-8", "surrogateescape"))
+    return _full("bzcl", u8, {"class_names": st.lists(name, max_size=6)})
+
+
 def _meta(version=None):
     full_form = _full("meta", u8, {"children": _children("hdlr", "ispe")})
     quicktime_form = st.builds(
@@ -539,13 +546,15 @@ BOX_STRATEGIES: dict[str, Callable[..., st.SearchStrategy[dict]]] = {
     "sidx": _sidx,
     # meta.py and its containers
     "meta": _meta,
-    "udta": _container("udta", "meta", "bzsc"),
+    "udta": _container("udta", "meta", "bzsc", "bzcl"),
     "iprp": _container("iprp", "ipco"),
     "ipco": _container("ipco", "hvcC", "ispe", "colr", "clap"),
     "ilst": _container("ilst"),
     "ispe": _full_fields("ispe", {"image_width": u32, "image_height": u32}),
     # integrity.py
     "bzsc": _bzsc,
+    # labels.py
+    "bzcl": _bzcl,
 }
 
 

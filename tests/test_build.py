@@ -170,7 +170,7 @@ def test_workers_do_not_change_the_bytes(tmp_path, capsys):
     from bzna_boxes.writer import DatasetWriter
 
     listing = list_sources(IMAGES)
-    with DatasetWriter(tmp_path / "writer.bzna", preset="ultrafast") as writer:
+    with DatasetWriter(tmp_path / "writer.bzna", preset="ultrafast", classes=listing.classes) as writer:
         for source in listing.sources:
             writer.add(load_rgb(source.path), source.target, source.filename)
     assert (tmp_path / "writer.bzna").read_bytes() == one.read_bytes()

@@ -73,6 +73,8 @@ def test_distributed_build_equals_local_build(client, sources_dir, reference, tm
     assert_same_dataset(out, reference)
     report = verify(out)  # the merge carries the shards' checksum tables
     assert report.ok and f"checksums (c32c): {4 * count} samples of 4 tracks checked, all match" in report.summary
+    with open_bzna(out) as built:  # the class names, which the shards do not hold, given at the merge
+        assert built.class_names() == ["cat", "coffee", "space"]
 
 
 def test_a_task_that_fails_once_is_retried(client, sources_dir, reference, tmp_path):

@@ -265,7 +265,7 @@ def test_build_and_writer_default_to_the_library_default(tmp_path, capsys):
     built = tmp_path / "built.bzna"
     assert main(["build", str(tmp_path / "src"), str(built), "--workers", "1", "-q"]) == 0
     src = load_rgb(folder / "a.jpg")
-    with DatasetWriter(tmp_path / "written.bzna") as writer:
+    with DatasetWriter(tmp_path / "written.bzna", classes=["cat"]) as writer:
         writer.add(src, 0, "cat/a.jpg")
     assert (tmp_path / "written.bzna").read_bytes() == built.read_bytes()
     tuned = encode_image(src, preset="ultrafast", crf=16, x265_params="psy-rd=0:signhide=1:ctu=64:rd=1")

@@ -450,7 +450,7 @@ def test_a_source_without_images_is_refused(tmp_path):
     (tmp_path / "tree" / "cat" / "notes.txt").write_text("not an image")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    for source, words in ((names, "names no image"), (tmp_path / "tree", "no images")):
+    for source, words in ((names, "names no image"), (tmp_path / "tree", "a class folder without images")):
         status, _, err = bzna("build", source, out_dir / "d.bzna", "--preset", "ultrafast", "--workers", "1", "-q")
         assert_one_line(status, err, "bzna build", str(source), words)
     assert listing(out_dir) == []

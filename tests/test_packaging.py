@@ -56,3 +56,21 @@ def test_a_file_that_is_not_iso_bmff_says_what_it_is(tmp_path):
     (tmp_path / "y.bin").write_bytes(b"\x00\x00\x00\x10\x01\x02\x03\x04" + bytes(8))
     with pytest.raises(bzna_boxes.BoxError, match="first box type is"):
         bzna_boxes.open(tmp_path / "y.bin").tracks
+
+
+def _extras() -> dict[str, list[str]]:
+    import tomllib
+
+    with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]["optional-dependencies"]
+
+
+def test_extras_are_not_pinned_to_one_build_and_decode_names_encode():
+    extras = _extras()
+    assert extras["decode"] == ["bzna_boxes[encode]"]  # one set of packages, two names
+    pins = [spec for specs in extras.values() for spec in specs if "==" in spec]
+    assert pins == [], f"extras pinned to one release: {pins}"
+    from packaging.requirements import Requirement
+
+    torch_spec = next(Requirement(spec) for spec in extras["test"] if spec.startswith("torch"))
+    assert torch_spec.specifier.contains("2.1.0") and torch_spec.specifier.contains("2.13.0+cpu")

@@ -30,6 +30,16 @@ __all__ = ["CpuDecoder"]
 _INHERITED: list = []  # contexts a forked process inherited (see CpuDecoder._state)
 
 
+class _ThreadState:
+    """One thread's FFmpeg decoder context and swscale converters."""
+
+    __slots__ = ("context", "converters")
+
+    def __init__(self) -> None:
+        self.context = None
+        self.converters: dict = {}
+
+
 class CpuDecoder:
     """H.265 pictures to H x W x 3 uint8 RGB numpy arrays, on the CPU (thread-safe).
 
@@ -38,7 +48,11 @@ class CpuDecoder:
 
     A decoder used in a process and then in a child forked from it (``DataLoader`` workers)
     opens new FFmpeg and swscale contexts in the child: the inherited ones can hang there
-    (swscale's worker threads do not survive a fork).
+    (swscale's worker threads do not survive a fork), so they are kept and never freed. They
+    are held by the decoder, per thread id, not in thread-local storage: a fork discards the
+    thread-local data of every thread but the forking one, which would free the contexts of
+    threads alive in the parent (a ``Loader``'s decoding threads between epochs) and hang the
+    child in ``fork()`` itself.
     """
 
     device = "cpu"
@@ -47,23 +61,30 @@ class CpuDecoder:
         import av  # noqa: F401  (fail here, not at the first image, when PyAV is missing)
 
         self.threads = threads
-        self._local = threading.local()
+        self._states: dict[int, _ThreadState] = {}  # by thread id; those of ended threads go when a new thread comes
         self._pid = os.getpid()
 
-    def _state(self) -> threading.local:
+    def _state(self) -> _ThreadState:
         """This thread's contexts; new ones in a process forked since they were made."""
         if self._pid != os.getpid():
-            _INHERITED.append(self._local)  # never freed: freeing a forked swscale context waits for its lost threads
-            self._local = threading.local()
+            _INHERITED.append(self._states)  # never freed: freeing a forked swscale context waits for its lost threads
+            self._states = {}
             self._pid = os.getpid()
-        return self._local
+        ident = threading.get_ident()
+        state = self._states.get(ident)
+        if state is None:
+            alive = {thread.ident for thread in threading.enumerate()}
+            for gone in [other for other in list(self._states) if other not in alive]:  # threads that ended
+                self._states.pop(gone, None)
+            state = self._states.setdefault(ident, _ThreadState())
+        return state
 
     def __repr__(self) -> str:
         return f"CpuDecoder(threads={self.threads})"
 
     def _context(self) -> "av.CodecContext":
         local = self._state()
-        context = getattr(local, "context", None)
+        context = local.context
         if context is None:
             import av
 
@@ -78,14 +99,15 @@ class CpuDecoder:
 
         packet = av.Packet(to_annexb(image))
         context = self._context()
+        local = self._state()
         try:
             frames = context.decode(packet)
             frames += context.decode(None)
         except av.FFmpegError as exc:
-            self._local.context = None  # a context left mid-error is not reused
+            local.context = None  # a context left mid-error is not reused
             raise BoxError(f"FFmpeg's HEVC decoder rejected the picture: {exc}", path="sample") from exc
         finally:
-            if getattr(self._local, "context", None) is context:
+            if local.context is context:
                 context.flush_buffers()
         if len(frames) != 1:
             raise BoxError(f"the sample decoded to {len(frames)} pictures, expected 1", path="sample")
@@ -104,10 +126,7 @@ class CpuDecoder:
         """Decode one image to a ``height x width x 3`` uint8 RGB array (the clean aperture)."""
         conversion = yuv_to_rgb(image.video_signal)  # first: refuse what cannot be converted before decoding it
         frame = self.decode_frame(image)
-        local = self._state()
-        converters = getattr(local, "converters", None)
-        if converters is None:
-            converters = local.converters = {}
+        converters = self._state().converters
         key = (frame.width, frame.height, conversion)
         converter = converters.get(key)
         if converter is None:
