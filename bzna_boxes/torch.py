@@ -568,6 +568,7 @@ def _prefetch(loader: Loader, epoch: int, batches: list[list[int]], skip: int) -
     """Yield the batches from number ``skip`` on, prepared by a background thread up to ``loader.prefetch`` ahead."""
     ready: queue.Queue = queue.Queue(maxsize=loader.prefetch)
     stop = threading.Event()
+    settled = threading.Event()
     pool = loader._executor()
     handoff = loader._handoff
 
@@ -581,6 +582,12 @@ def _prefetch(loader: Loader, epoch: int, batches: list[list[int]], skip: int) -
         return False
 
     def produce() -> None:
+        if loader.device.type == "cpu":
+            # batches made on the CPU while the decoding threads keep every core busy: a team of
+            # OpenMP threads here (torch's default) only spins, and took a third of the CPU
+            torch.get_num_threads()
+            torch.set_num_threads(1)
+        settled.set()
         pending: collections.deque[list[Future]] = collections.deque()
         upcoming = iter(batches[skip:])
 
@@ -607,7 +614,12 @@ def _prefetch(loader: Loader, epoch: int, batches: list[list[int]], skip: int) -
             put(_END)
 
     producer = threading.Thread(target=produce, name="bzna-loader", daemon=True)
+    default = torch.get_num_threads()
     producer.start()
+    try:
+        settled.wait(timeout=60)
+    finally:
+        torch.set_num_threads(default)  # the default of threads started later (see _single_threaded_pool)
     done = skip
     try:
         while True:
