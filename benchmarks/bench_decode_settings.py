@@ -10,10 +10,11 @@ ImageNet's most common size), each encoded once per ``--config`` (the syntax of
 unit through one reused FFmpeg ``hevc`` context on one thread, as
 :class:`bzna_boxes.decode.CpuDecoder` does (``decode_frame``: decode only, column "decode ms"),
 and ``decode`` (decode plus the colour conversion and crop, column "+RGB ms"); the
-configurations take turns image by image, ``--repeats`` passes, median of the per-pass mean. Times are the decoding thread's CPU time
-(``time.thread_time``: FFmpeg and swscale run on it), which other programs on a shared machine
-disturb far less than the wall time. Quality as in ``bench_encode_front.py``:
-luma PSNR (mean, minimum), RGB PSNR and luma SSIM of the decoded picture against the source.
+configurations take turns image by image, ``--repeats`` passes, median of the per-pass mean.
+Times are the decoding thread's CPU time (``time.thread_time``: FFmpeg and swscale run on it),
+which other programs on a shared machine disturb far less than the wall time. Quality as in
+``bench_encode_front.py``: luma PSNR (mean, minimum), RGB PSNR and luma SSIM of the decoded
+picture against the source.
 """
 
 from __future__ import annotations

@@ -584,7 +584,7 @@ def _prefetch(loader: Loader, epoch: int, batches: list[list[int]], skip: int) -
     def produce() -> None:
         if loader.device.type == "cpu":
             # batches made on the CPU while the decoding threads keep every core busy: a team of
-            # OpenMP threads here (torch's default) only spins, and took a third of the CPU
+            # OpenMP threads here (torch's default) only spins, up to a third more CPU time
             torch.get_num_threads()
             torch.set_num_threads(1)
         settled.set()

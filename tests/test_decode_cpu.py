@@ -116,7 +116,8 @@ def test_decode_converts_only_the_part_around_the_aperture_to_the_same_pixels(da
         for track in (layout.INPUT_TRACK, layout.THUMB_TRACK):
             image = dataset[index].image(track)
             frame = decoder.decode_frame(image)
-            whole = RgbConverter(frame.width, frame.height).convert(frame, CleanAperture(0, 0, frame.width, frame.height))
+            whole_frame = CleanAperture(0, 0, frame.width, frame.height)
+            whole = RgbConverter(frame.width, frame.height).convert(frame, whole_frame)
             a = image.clean_aperture
             assert np.array_equal(decoder.decode(image), whole[a.y : a.y + a.height, a.x : a.x + a.width]), name
             x0, y0, x1, y1 = conversion_box(a, frame.width, frame.height)

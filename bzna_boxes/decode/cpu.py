@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import BoxError
-from ..image import EncodedImage
+from ..image import CleanAperture, EncodedImage
 from .annexb import to_annexb
 from .colour import BT601_LIMITED, YuvToRgb, check_aperture, conversion_window, yuv_to_rgb
 
@@ -35,6 +35,7 @@ CONVERSION_MULTIPLE = 64
 """The converted part of a frame starts and ends at multiples of this (or at the frame's edge), so
 that the many picture sizes of a dataset share a few swscale contexts."""
 CONVERTERS_PER_THREAD = 16
+"""swscale contexts a thread keeps (the least recently used one goes first)."""
 
 _INHERITED: list = []  # contexts a forked process inherited (see CpuDecoder._state)
 
@@ -130,7 +131,7 @@ class CpuDecoder:
         return converter.convert(frame, image.clean_aperture, x0, y0)
 
 
-def conversion_box(aperture, frame_width: int, frame_height: int) -> tuple[int, int, int, int]:
+def conversion_box(aperture: CleanAperture, frame_width: int, frame_height: int) -> tuple[int, int, int, int]:
     """``(x0, y0, x1, y1)``: the part of the frame to convert for the pixels of ``aperture``.
 
     The aperture plus the chroma margin of :func:`.colour.conversion_window`, rounded out to
@@ -146,9 +147,9 @@ def conversion_box(aperture, frame_width: int, frame_height: int) -> tuple[int, 
 class RgbConverter:
     """A ``width x height`` part of yuv420p frames to RGB by one conversion (:mod:`.colour`); one thread's.
 
-    The planes of that part are first copied into a frame of our own: that drops the chroma location the
-    decoder attaches (H.265's default, "left"), which would make swscale shift chroma by half a
-    sample; the encoder's chroma is centred. The swscale context is kept from frame to frame
+    The planes of that part are first copied into a frame of our own: that drops the chroma
+    location the decoder attaches (H.265's default, "left"), which would make swscale shift
+    chroma by half a sample; the encoder's chroma is centred. The swscale context is kept from frame to frame
     (setting one up for the accurate path costs about as much as a conversion). swscale runs on
     the calling thread: PyAV's default, a team of threads per context, doubled the CPU time of a
     conversion for nothing where every core decodes its own images.
