@@ -19,6 +19,9 @@ pictures, at 1 and at every core of workers:
 DataLoaders keep their workers (``persistent_workers``). The rows take turns, one epoch each,
 ``--repeats`` times after a warm-up epoch; a row's figure is the median images/s, and its ratio
 is against the anchor at the same number of workers. The load average is printed before and after.
+Each row also gives its CPU time per image (user + system, median over the epochs: this process,
+all its threads, plus a DataLoader's worker processes, read from ``/proc``), which other programs
+on a shared machine disturb far less than the wall time.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import sys
 import tempfile
@@ -38,13 +42,26 @@ sys.path.insert(0, str(ROOT))
 from photos import photo_folder  # noqa: E402
 
 
-def epoch_rate(batches) -> float:
+def cpu_seconds(batches) -> float:
+    """CPU time (user + system) so far of this process and of a DataLoader's worker processes."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    total = usage.ru_utime + usage.ru_stime
+    iterator = getattr(batches, "_iterator", None)
+    for worker in getattr(iterator, "_workers", ()):
+        with open(f"/proc/{worker.pid}/stat") as stat:  # utime, stime: fields 14 and 15, in clock ticks
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def epoch_rate(batches) -> tuple[float, float]:
+    """(images/s, CPU ms per image) of one epoch."""
     count = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), cpu_seconds(batches)
     for images, _ in batches:
         assert images.shape[1:] == (3, 224, 224) and images.dtype.is_floating_point is False
         count += len(images)
-    return count / (time.perf_counter() - start)
+    return count / (time.perf_counter() - start), 1000 * (cpu_seconds(batches) - cpu) / count
 
 
 def main() -> None:
@@ -95,11 +112,14 @@ def main() -> None:
             for key, batches in rows.items():
                 rates[key].append(epoch_rate(batches))
         for workers in counts:
-            anchor = statistics.median(rates[("ImageFolder + DataLoader (JPEG)", workers)])
+            anchor = statistics.median(rate for rate, _ in rates[("ImageFolder + DataLoader (JPEG)", workers)])
+            anchor_cpu = statistics.median(cpu for _, cpu in rates[("ImageFolder + DataLoader (JPEG)", workers)])
             print(f"{workers} worker{'s' if workers > 1 else ''}:")
             for name in ("Loader", "DataLoader(ImageDataset)", "ImageFolder + DataLoader (JPEG)"):
-                rate = statistics.median(rates[(name, workers)])
-                print(f"  {name:34s} {rate:8.1f} images/s   {rate / anchor:5.2f}x the JPEG pipeline")
+                rate = statistics.median(rate for rate, _ in rates[(name, workers)])
+                cpu = statistics.median(cpu for _, cpu in rates[(name, workers)])
+                print(f"  {name:34s} {rate:8.1f} images/s   {rate / anchor:5.2f}x the JPEG pipeline   "
+                      f"CPU {cpu:5.2f} ms per image ({cpu / anchor_cpu:4.2f}x)")
         for key, batches in rows.items():
             if isinstance(batches, Loader):
                 batches.close()

@@ -17,7 +17,7 @@ from bzna_boxes.cli import main
 import bzna_boxes.decode as decode_package
 from bzna_boxes.decode import CpuDecoder, open_decoder
 from bzna_boxes.decode.colour import conversion_window, nv12_to_rgb
-from bzna_boxes.decode.cpu import frame_to_rgb
+from bzna_boxes.decode.cpu import RgbConverter, conversion_box, frame_to_rgb
 from bzna_boxes.encode import thumbnail_size
 from bzna_boxes.image import CleanAperture
 
@@ -106,6 +106,27 @@ def test_crop_before_conversion_equals_crop_after(decoder, aperture):
     assert torch.equal(nv12_to_rgb(nv12, CleanAperture(*aperture), "HWC"), whole[y : y + height, x : x + width])
     cpu_whole = frame_to_rgb(decoded, CleanAperture(0, 0, decoded.width, decoded.height))
     assert np.array_equal(frame_to_rgb(decoded, CleanAperture(*aperture)), cpu_whole[y : y + height, x : x + width])
+
+
+def test_decode_converts_only_the_part_around_the_aperture_to_the_same_pixels(dataset):
+    """Each picture converts its aperture plus the chroma margin, rounded to 64: the pixels of the whole frame."""
+    decoder = CpuDecoder()
+    converted = set()
+    for index, (name, _, _) in enumerate(PHOTOS):
+        for track in (layout.INPUT_TRACK, layout.THUMB_TRACK):
+            image = dataset[index].image(track)
+            frame = decoder.decode_frame(image)
+            whole_frame = CleanAperture(0, 0, frame.width, frame.height)
+            whole = RgbConverter(frame.width, frame.height).convert(frame, whole_frame)
+            a = image.clean_aperture
+            assert np.array_equal(decoder.decode(image), whole[a.y : a.y + a.height, a.x : a.x + a.width]), name
+            x0, y0, x1, y1 = conversion_box(a, frame.width, frame.height)
+            converted.add((x1 - x0, y1 - y0, frame.width * frame.height))
+    assert any(width * height < area for width, height, area in converted)  # e.g. 451x300 in 512x512: 512x320
+    assert {key[:2] for key in decoder._state().converters} == {(w, h) for w, h, _ in converted}
+    assert conversion_box(CleanAperture(0, 0, 500, 375), 512, 512) == (0, 0, 512, 384)
+    assert conversion_box(CleanAperture(0, 0, 512, 512), 512, 512) == (0, 0, 512, 512)
+    assert conversion_box(CleanAperture(130, 200, 10, 63), 1024, 512) == (128, 192, 192, 320)
 
 
 def test_conversion_window_is_even_and_covers_the_crop():
