@@ -93,14 +93,6 @@ class _Columns:
                 self.names = memoryview(spans)
             return self.names
 
-    def sample(self, index: int) -> tuple[memoryview, int]:
-        """``(view, base)``: a view holding sample ``index``'s inner MP4 and the file offset of the
-        view's first byte (the whole map, base 0, where the storage maps; else the fetched bytes)."""
-        start = self.at[index]
-        if self.view is not None:
-            return self.view, 0
-        return self.storage.view(start, self.size[index]), start
-
 
 def _drop_terminators(spans: np.ndarray, data: np.ndarray) -> None:
     """End each (start, end) name span before its last byte where that byte is a NUL.
@@ -214,8 +206,15 @@ class Sample:
         size = cols.size[i]
         if not size:
             raise MissingSampleError(f"sample {i} of {cols.file.path} is missing (its {layout.INPUT_TRACK} sample is empty): it has no image")
-        view, base = cols.sample(i)
-        return _image(cols, i, view, base, track)
+        start = cols.at[i]
+        view = cols.view
+        if view is None:
+            return _image(cols, i, cols.storage.view(start, size), start, track)
+        try:
+            return inner_image(view, start, start + size, track, f"{layout.INPUT_TRACK}[{i}]")
+        except BoxError:
+            cols.file.check_unchanged()  # a file replaced underneath: say that, not what its bytes look like
+            raise
 
     def __reduce__(self):
         return _unpickle_sample, (self._cols.file, self.index)
@@ -246,17 +245,14 @@ class _FetchedSample(Sample):
         return _image(self._cols, self.index, self._data, self._cols.at[self.index], track)
 
 
-def _image(cols: _Columns, index: int, view: memoryview, base: int, track: str) -> EncodedImage:
-    """The picture of inner track ``track`` of sample ``index``, whose inner MP4 is at file offset
-    ``cols.at[index]``, in ``view`` whose first byte is the file's byte ``base``."""
-    start = cols.at[index] - base
+def _image(cols: _Columns, index: int, data: memoryview, start: int, track: str) -> EncodedImage:
+    """The picture of inner track ``track`` of sample ``index``, whose inner MP4 is ``data``
+    (fetched from file offset ``start``); errors name file offsets."""
     try:
-        return inner_image(view, start, start + cols.size[index], track, f"{layout.INPUT_TRACK}[{index}]")
+        return inner_image(data, 0, len(data), track, f"{layout.INPUT_TRACK}[{index}]")
     except BoxError as exc:
         cols.file.check_unchanged()  # a file replaced underneath: say that, not what its bytes look like
-        if base:
-            raise at_file_offset(exc, base) from None
-        raise
+        raise at_file_offset(exc, start) from None
 
 
 def at_file_offset(error: BoxError, base: int) -> BoxError:

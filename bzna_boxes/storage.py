@@ -260,6 +260,9 @@ def gather(storage: Storage, offsets: np.ndarray, sizes: np.ndarray, *, copy: bo
         return buffer, offsets
     if not len(offsets):
         return b"", np.zeros(0, np.uint64)
+    first, ends = int(offsets[0]), offsets + sizes
+    if len(offsets) == 1 or bool(np.all(offsets[1:] == ends[:-1])):  # back to back: one span
+        return storage.read(first, int(ends[-1]) - first), offsets - np.uint64(first)
     order = np.argsort(offsets, kind="stable")
     starts, ends = offsets[order], offsets[order] + sizes[order]
     reach = np.maximum.accumulate(ends)
