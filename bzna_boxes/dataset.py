@@ -1,9 +1,10 @@
 """A .bzna file as a dataset: :class:`Dataset`, :class:`ImageNet` (splits) and :class:`Sample`.
 
-``ds[i]`` is a :class:`Sample`: ``.data`` (the inner MP4, a zero-copy view of the
-``bzna_input`` track's sample i), ``.target`` (``bzna_target``, -1 where the dataset has
-none), ``.filename`` (``bzna_fname``) and ``.image(track)`` (one of the inner pictures as an
-:class:`~bzna_boxes.image.EncodedImage`). A sample whose input has size 0 is *missing* (the
+``ds[i]`` is a :class:`Sample`: ``.data`` (the inner MP4, the ``bzna_input`` track's sample
+i, a zero-copy view where the file's storage maps it), ``.target`` (``bzna_target``, -1 where
+the dataset has none), ``.filename`` (``bzna_fname``) and ``.image(track)`` (one of the inner
+pictures as an :class:`~bzna_boxes.image.EncodedImage`). Every byte comes through the file's
+storage (:mod:`bzna_boxes.storage`); ``ds.fetch(indices)`` reads many samples in one request. A sample whose input has size 0 is *missing* (the
 seed's ImageNet lacks 81 images): ``.missing`` is true and ``.image()`` raises
 :class:`MissingSampleError`.
 
@@ -147,7 +148,8 @@ class Sample:
     """One dataset entry: ``data``, ``target``, ``filename``, ``missing``, ``image(track)``.
 
     ``index`` is its position in the file (in :class:`ImageNet` splits too). ``data`` and the
-    payload of ``image()`` are views of the file: they keep its map alive while they live.
+    payload of ``image()`` are views of the file where its storage maps it (they keep the map
+    alive while they live), else of the bytes fetched for them.
     A sample pickles as its file's path and its index (so ``DataLoader`` workers can return
     samples): the copy reads the same file, opened once per process for all the copies.
     """
