@@ -211,6 +211,11 @@ class LocalStorage:
             except BufferError:
                 pass  # a caller still holds a view; the map goes when the last one does
 
+    def __del__(self):
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+
     def __repr__(self) -> str:
         return f"<LocalStorage {self.name!r} size={self.size}>"
 
