@@ -234,7 +234,8 @@ class _FetchedSample(Sample):
     __slots__ = ("_data",)
 
     def __init__(self, cols: _Columns, index: int, data: memoryview):
-        super().__init__(cols, index)
+        self._cols = cols
+        self.index = index
         self._data = data
 
     @property
