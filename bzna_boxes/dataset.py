@@ -17,6 +17,7 @@ engine, once per distinct record (a dataset has a handful: one per frame size).
 
 from __future__ import annotations
 
+import mmap
 import os
 import struct
 import threading
@@ -46,8 +47,8 @@ class _Columns:
 
     Samples index memoryviews of the numpy arrays (``at``, ``size``, ``target_of``, ``names``):
     indexing one gives a Python int, several times faster than a numpy scalar, without a copy.
-    ``names`` interleaves each filename's start and end in ``name_bytes`` (the filename track's
-    bytes, fetched at once), so that one cache line holds both. ``view`` is the whole file
+    ``names`` interleaves each filename's start and end in ``name_bytes`` (a local file's map,
+    else the filename track's bytes fetched at once), so that one cache line holds both. ``view`` is the whole file
     where the storage maps it, else None: samples then read through ``storage``.
     """
 
@@ -67,7 +68,7 @@ class _Columns:
         self.targets: np.ndarray | None = None
         self.target_of: memoryview | None = None
         self.names: memoryview | None = None
-        self.name_bytes: bytes = b""
+        self.name_bytes: bytes | mmap.mmap = b""  # sliced into bytes
 
     def load_targets(self) -> memoryview:
         with self.lock:
@@ -86,8 +87,8 @@ class _Columns:
                     pass  # no filenames: every one is ""
                 else:
                     n = min(self.length, len(track))
-                    # bytes rather than the map: a bytes slice decodes faster than a memoryview's
-                    self.name_bytes, starts = gather(self.storage, track.offsets[:n], track.sizes[:n], copy=True)
+                    # sliced as bytes: a bytes slice decodes several times faster than a memoryview's
+                    self.name_bytes, starts = gather(self.storage, track.offsets[:n], track.sizes[:n], as_bytes=True)
                     spans[0 : 2 * n : 2] = starts
                     spans[1 : 2 * n : 2] = starts + track.sizes[:n]
                     _drop_terminators(spans, np.frombuffer(self.name_bytes, np.uint8))
