@@ -1,9 +1,10 @@
 """A .bzna file as a dataset: :class:`Dataset`, :class:`ImageNet` (splits) and :class:`Sample`.
 
-``ds[i]`` is a :class:`Sample`: ``.data`` (the inner MP4, a zero-copy view of the
-``bzna_input`` track's sample i), ``.target`` (``bzna_target``, -1 where the dataset has
-none), ``.filename`` (``bzna_fname``) and ``.image(track)`` (one of the inner pictures as an
-:class:`~bzna_boxes.image.EncodedImage`). A sample whose input has size 0 is *missing* (the
+``ds[i]`` is a :class:`Sample`: ``.data`` (the inner MP4, the ``bzna_input`` track's sample
+i, a zero-copy view where the file's storage maps it), ``.target`` (``bzna_target``, -1 where
+the dataset has none), ``.filename`` (``bzna_fname``) and ``.image(track)`` (one of the inner
+pictures as an :class:`~bzna_boxes.image.EncodedImage`). Every byte comes through the file's
+storage (:mod:`bzna_boxes.storage`); ``ds.fetch(indices)`` reads many samples in one request. A sample whose input has size 0 is *missing* (the
 seed's ImageNet lacks 81 images): ``.missing`` is true and ``.image()`` raises
 :class:`MissingSampleError`.
 
@@ -16,6 +17,7 @@ engine, once per distinct record (a dataset has a handful: one per frame size).
 
 from __future__ import annotations
 
+import mmap
 import os
 import threading
 import weakref
@@ -49,8 +51,8 @@ class _Columns:
 
     Samples index memoryviews of the numpy arrays (``at``, ``size``, ``target_of``, ``names``):
     indexing one gives a Python int, several times faster than a numpy scalar, without a copy.
-    ``names`` interleaves each filename's start and end in ``name_bytes`` (the filename track's
-    bytes, fetched at once), so that one cache line holds both. ``view`` is the whole file
+    ``names`` interleaves each filename's start and end in ``name_bytes`` (a local file's map,
+    else the filename track's bytes fetched at once), so that one cache line holds both. ``view`` is the whole file
     where the storage maps it, else None: samples then read through ``storage``.
     """
 
@@ -70,7 +72,7 @@ class _Columns:
         self.targets: np.ndarray | None = None
         self.target_of: memoryview | None = None
         self.names: memoryview | None = None
-        self.name_bytes: bytes = b""
+        self.name_bytes: bytes | mmap.mmap = b""  # sliced into bytes
 
     def load_targets(self) -> memoryview:
         with self.lock:
@@ -89,21 +91,13 @@ class _Columns:
                     pass  # no filenames: every one is ""
                 else:
                     n = min(self.length, len(track))
-                    # bytes rather than the map: a bytes slice decodes faster than a memoryview's
-                    self.name_bytes, starts = gather(self.storage, track.offsets[:n], track.sizes[:n], copy=True)
+                    # sliced as bytes: a bytes slice decodes several times faster than a memoryview's
+                    self.name_bytes, starts = gather(self.storage, track.offsets[:n], track.sizes[:n], as_bytes=True)
                     spans[0 : 2 * n : 2] = starts
                     spans[1 : 2 * n : 2] = starts + track.sizes[:n]
                     _drop_terminators(spans, np.frombuffer(self.name_bytes, np.uint8))
                 self.names = memoryview(spans)
             return self.names
-
-    def sample(self, index: int) -> tuple[memoryview, int]:
-        """``(view, base)``: a view holding sample ``index``'s inner MP4 and the file offset of the
-        view's first byte (the whole map, base 0, where the storage maps; else the fetched bytes)."""
-        start = self.at[index]
-        if self.view is not None:
-            return self.view, 0
-        return self.storage.view(start, self.size[index]), start
 
 
 def _drop_terminators(spans: np.ndarray, data: np.ndarray) -> None:
@@ -159,7 +153,8 @@ class Sample:
     """One dataset entry: ``data``, ``target``, ``filename``, ``missing``, ``image(track)``.
 
     ``index`` is its position in the file (in :class:`ImageNet` splits too). ``data`` and the
-    payload of ``image()`` are views of the file: they keep its map alive while they live.
+    payload of ``image()`` are views of the file where its storage maps it (they keep the map
+    alive while they live), else of the bytes fetched for them.
     A sample pickles as its file's path and its index (so ``DataLoader`` workers can return
     samples): the copy reads the same file, opened once per process for all the copies.
     """
@@ -218,8 +213,15 @@ class Sample:
         size = cols.size[i]
         if not size:
             raise MissingSampleError(f"sample {i} of {cols.file.path} is missing (its {layout.INPUT_TRACK} sample is empty): it has no image")
-        view, base = cols.sample(i)
-        return _image(cols, i, view, base, track)
+        start = cols.at[i]
+        view = cols.view
+        if view is None:
+            return _image(cols, i, cols.storage.view(start, size), start, track)
+        try:
+            return inner_image(view, start, start + size, track, f"{layout.INPUT_TRACK}[{i}]")
+        except BoxError:
+            cols.file.check_unchanged()  # a file replaced underneath: say that, not what its bytes look like
+            raise
 
     def __reduce__(self):
         return _unpickle_sample, (self._cols.file, self.index)
@@ -237,7 +239,8 @@ class _FetchedSample(Sample):
     __slots__ = ("_data",)
 
     def __init__(self, cols: _Columns, index: int, data: memoryview):
-        super().__init__(cols, index)
+        self._cols = cols
+        self.index = index
         self._data = data
 
     @property
@@ -250,17 +253,14 @@ class _FetchedSample(Sample):
         return _image(self._cols, self.index, self._data, self._cols.at[self.index], track)
 
 
-def _image(cols: _Columns, index: int, view: memoryview, base: int, track: str) -> EncodedImage:
-    """The picture of inner track ``track`` of sample ``index``, whose inner MP4 is at file offset
-    ``cols.at[index]``, in ``view`` whose first byte is the file's byte ``base``."""
-    start = cols.at[index] - base
+def _image(cols: _Columns, index: int, data: memoryview, start: int, track: str) -> EncodedImage:
+    """The picture of inner track ``track`` of sample ``index``, whose inner MP4 is ``data``
+    (fetched from file offset ``start``); errors name file offsets."""
     try:
-        return inner_image(view, start, start + cols.size[index], track, f"{layout.INPUT_TRACK}[{index}]")
+        return inner_image(data, 0, len(data), track, f"{layout.INPUT_TRACK}[{index}]")
     except BoxError as exc:
         cols.file.check_unchanged()  # a file replaced underneath: say that, not what its bytes look like
-        if base:
-            raise at_file_offset(exc, base) from None
-        raise
+        raise at_file_offset(exc, start) from None
 
 
 def at_file_offset(error: BoxError, base: int) -> BoxError:

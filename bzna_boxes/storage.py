@@ -211,6 +211,11 @@ class LocalStorage:
             except BufferError:
                 pass  # a caller still holds a view; the map goes when the last one does
 
+    def __del__(self):
+        fd = getattr(self, "_fd", None)
+        if fd is not None:
+            os.close(fd)
+
     def __repr__(self) -> str:
         return f"<LocalStorage {self.name!r} size={self.size}>"
 
@@ -245,21 +250,27 @@ def write_all(fd: int, data: bytes | memoryview, at: int) -> None:
         written += os.pwrite(fd, view[written:], at + written)
 
 
-def gather(storage: Storage, offsets: np.ndarray, sizes: np.ndarray, *, copy: bool = False) -> tuple[bytes | memoryview, np.ndarray]:
+def gather(storage: Storage, offsets: np.ndarray, sizes: np.ndarray, *, as_bytes: bool = False) -> tuple[bytes | memoryview | mmap.mmap, np.ndarray]:
     """Where the bytes of many spans are, fetched in bulk: ``(data, positions)``, span ``i``
     being ``data[positions[i] : positions[i] + sizes[i]]``.
 
-    Where the storage maps the file (and not ``copy``): its whole-file buffer and the offsets
-    themselves, nothing read. Else the spans' runs (neighbours merged: a track of small samples
-    stored back to back is one run) fetched by one ``read_many`` and joined into ``bytes``.
+    Where the storage maps the file: its whole-file buffer and the offsets themselves, nothing
+    read (with ``as_bytes``, a local file's map itself, whose slices are ``bytes``: the fastest
+    to decode). Else the spans' runs (neighbours merged: a track of small samples stored back to
+    back is one run) fetched by one ``read_many`` and joined into ``bytes``.
     """
     offsets = np.asarray(offsets, np.uint64)
     sizes = np.asarray(sizes, np.uint64)
-    buffer = None if copy else storage.buffer
+    if as_bytes and isinstance(storage, LocalStorage) and storage._map is not None:
+        return storage._map, offsets
+    buffer = None if as_bytes else storage.buffer
     if buffer is not None:
         return buffer, offsets
     if not len(offsets):
         return b"", np.zeros(0, np.uint64)
+    first, ends = int(offsets[0]), offsets + sizes
+    if len(offsets) == 1 or bool(np.all(offsets[1:] == ends[:-1])):  # back to back: one span
+        return storage.read(first, int(ends[-1]) - first), offsets - np.uint64(first)
     order = np.argsort(offsets, kind="stable")
     starts, ends = offsets[order], offsets[order] + sizes[order]
     reach = np.maximum.accumulate(ends)

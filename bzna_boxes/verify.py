@@ -33,7 +33,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterator, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -371,13 +371,14 @@ def _check_targets(report: Report, file, track, count: int, num_classes: int | N
 class _Names(NamedTuple):
     """The outer filenames as read: name ``i`` is ``data[positions[i] : positions[i] + sizes[i]]``."""
 
-    data: bytes | memoryview
+    data: Any
+    """Sliced into bytes (``gather(..., as_bytes=True)``)."""
     positions: list[int]
     sizes: list[int]
 
     def name(self, index: int) -> bytes:
         at = self.positions[index]
-        return bytes(self.data[at : at + self.sizes[index]])
+        return self.data[at : at + self.sizes[index]]
 
 
 def _check_filenames(report: Report, file, track, count: int) -> _Names | None:
@@ -385,11 +386,11 @@ def _check_filenames(report: Report, file, track, count: int) -> _Names | None:
     if track is None or report.counts["bounds"]:
         return None
     n = min(count, len(track))
-    data, positions = gather(file.storage, track.offsets[:n], track.sizes[:n])
+    data, positions = gather(file.storage, track.offsets[:n], track.sizes[:n], as_bytes=True)  # sliced as bytes: decoded fastest
     names = _Names(data, positions.tolist(), track.sizes[:n].tolist())
     for index, (at, size) in enumerate(zip(names.positions, names.sizes)):
         try:
-            str(data[at : at + size], "utf-8")
+            data[at : at + size].decode("utf-8")
         except UnicodeDecodeError as exc:
             report.add("filename", f"{_label(track)}: sample {index} is not UTF-8 ({exc.reason} at byte {exc.start})", int(track.offsets[index]), track.path)
     return names

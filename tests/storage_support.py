@@ -67,9 +67,14 @@ class UnmappedStorage:
         self.inner.close()
 
 
+OPENED: list[UnmappedStorage] = []
+"""Every storage :func:`open_unmapped` made, in order (a test clears it before it looks)."""
+
+
 def open_unmapped(path, **options) -> BznaFile:
     """``BznaFile(path)`` whose readers go through an :class:`UnmappedStorage` of the file."""
     file = BznaFile(path, **options)
     state = file._load()
     state.storage = UnmappedStorage(state.storage)
+    OPENED.append(state.storage)
     return file
