@@ -379,9 +379,10 @@ class Track:
 class _State:
     """What an open file holds: its storage, the whole-file view where it maps, and the index."""
 
-    __slots__ = ("storage", "view", "size", "boxes", "tracks", "moov", "spans", "warnings")
+    __slots__ = ("storage", "view", "size", "boxes", "tracks", "moov", "spans", "warnings", "children")
 
-    def __init__(self, storage, view, size, boxes, tracks, moov, spans, warnings):
+    def __init__(self, storage, view, size, boxes, tracks, moov, spans, warnings, children):
+        self.children = children  # path -> its child boxes, for the boxes indexing walked (find_box)
         self.storage = storage
         self.spans = spans
         self.warnings = warnings
@@ -390,11 +391,6 @@ class _State:
         self.boxes = boxes
         self.tracks = tracks
         self.moov = moov
-
-    @property
-    def mm(self):
-        """The local map (readers still reaching for it are moving to :attr:`storage`)."""
-        return getattr(self.storage, "_map", None)
 
 
 class BznaFile:
@@ -456,7 +452,7 @@ class BznaFile:
             try:
                 _check_signature(storage.read(0, min(16, storage.size)))
                 budget = _Budget(storage.size, getattr(storage, "stored_bytes", None))
-                boxes, tracks, moov, spans, warnings = _index(self, storage, budget, self._check_bounds)
+                boxes, tracks, moov, spans, warnings, children = _index(self, storage, budget, self._check_bounds)
                 indexed = getattr(storage, "indexed", None)
                 if indexed is not None:
                     indexed()  # a remote storage keeps what indexing read in its index cache
@@ -468,7 +464,7 @@ class BznaFile:
             drop_pages = getattr(storage, "drop_pages", None)
             if moov is not None and drop_pages is not None:
                 drop_pages(moov.offset, moov.size)
-            self._state = _State(storage, view, storage.size, boxes, tracks, moov, spans, warnings)
+            self._state = _State(storage, view, storage.size, boxes, tracks, moov, spans, warnings, children)
             self._view = view
             return self._state
 
@@ -592,15 +588,20 @@ class BznaFile:
     def find_box(self, path: str) -> TopBox | None:
         """The box at ``path`` (such as ``moov/udta/bzsc``; first boxes of each type), found by
         reading box headers only, or None."""
-        src = _headers(self.storage)
+        state = self._load()
+        src = _headers(state.storage)
         steps = path.strip("/").split("/")
-        found = next((box for box in self.boxes if box.type == steps[0]), None)
+        found = next((box for box in state.boxes if box.type == steps[0]), None)
         walked = steps[0]
         for step in steps[1:]:
             if found is None:
                 return None
-            inner = next((box for box in _walk(src, found.offset + found.header, found.end, walked) if box[0] == step), None)
-            found = TopBox(*inner[:4]) if inner is not None else None
+            known = state.children.get(walked)  # walked when indexing: no header read again
+            if known is not None:
+                found = next((box for box in known if box.type == step), None)
+            else:
+                inner = next((box for box in _walk(src, found.offset + found.header, found.end, walked) if box[0] == step), None)
+                found = TopBox(*inner[:4]) if inner is not None else None
             walked = f"{walked}/{step}"
         return found
 
@@ -683,7 +684,14 @@ def _index(file: BznaFile, storage: Storage, budget: _Budget, check_bounds: bool
     view = _Window(storage.view(moov.offset, moov.size), moov.offset)
     built: list[tuple[dict, list, list, _Where]] = []  # per track: info, offsets parts, sizes parts, where
     trex: dict[int, int] = {}  # track_id -> default_sample_size
+    children: dict[str, list[TopBox]] = {"moov": []}
     for fourcc, off, sz, hdr, path in _walk(view, moov.offset + moov.header, moov.end, "moov"):
+        children["moov"].append(TopBox(fourcc, off, sz, hdr))
+        if fourcc == "udta" and "moov/udta" not in children:
+            try:  # its boxes, for find_box; a udta that is not boxes (QuickTime's end marker) is read when asked
+                children["moov/udta"] = [TopBox(*box[:4]) for box in _walk(view, off + hdr, off + sz, path)]
+            except BoxError:
+                pass
         if fourcc == "trak":
             info, offsets, sizes = _trak(view, off + hdr, off + sz, path, budget, check_bounds)
             where = _Where()
@@ -718,7 +726,7 @@ def _index(file: BznaFile, storage: Storage, budget: _Budget, check_bounds: bool
         if check_bounds:
             _check_bounds(info, where, offsets, sizes, size, moov, moof_spans)
         tracks.append(Track(file, info["track_id"], info["name"], info["handler"], info["stsd"], offsets, sizes, info["path"]))
-    return boxes, tracks, moov, [(moov.offset, moov.end), *moof_spans], warnings
+    return boxes, tracks, moov, [(moov.offset, moov.end), *moof_spans], warnings, children
 
 
 def _label(info: dict) -> str:

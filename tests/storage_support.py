@@ -72,9 +72,11 @@ OPENED: list[UnmappedStorage] = []
 
 
 def open_unmapped(path, **options) -> BznaFile:
-    """``BznaFile(path)`` whose readers go through an :class:`UnmappedStorage` of the file."""
-    file = BznaFile(path, **options)
-    state = file._load()
-    state.storage = UnmappedStorage(state.storage)
-    OPENED.append(state.storage)
+    """``BznaFile`` of ``path`` opened through an :class:`UnmappedStorage` of the file: the index
+    and every reader above it read without the map."""
+    storage = UnmappedStorage(LocalStorage(path))
+    OPENED.append(storage)
+    file = BznaFile(storage, **options)
+    storage.requests = 0  # what the readers above the index ask for, counted from here
+    storage.batches.clear()
     return file
