@@ -235,6 +235,7 @@ class RemoteStorage:
         self._closed = False
         try:
             self._fs, self._path = url_to_fs(url, **self.storage_options)
+            self._pid = os.getpid()
         except ImportError as exc:
             raise ImportError(f"{url}: {exc}") from None
         info = self._info()
@@ -258,13 +259,24 @@ class RemoteStorage:
 
     def _info(self) -> Mapping[str, Any]:
         def head():
-            self._fs.invalidate_cache(self._path)
-            return self._fs.info(self._path)
+            fs = self._client()
+            fs.invalidate_cache(self._path)
+            return fs.info(self._path)
 
         info = self._retrying(head, "its size (HEAD)")
         if info.get("type", "file") not in ("file", None) or info.get("size") is None:
             raise IsADirectoryError(f"{self.name}: not a file")
         return info
+
+    def _client(self):
+        """The fsspec file system, made anew in a process forked after this one was made (a
+        DataLoader worker): the parent's client and its event loop do not work across a fork."""
+        if self._pid != os.getpid():
+            from fsspec.core import url_to_fs
+
+            self._fs = url_to_fs(self.name, **self.storage_options)[0]
+            self._pid = os.getpid()
+        return self._fs
 
     def _retrying(self, call, what: str):
         """``call()`` tried up to ``attempts`` times, with backoff, while it fails transiently."""
@@ -288,7 +300,7 @@ class RemoteStorage:
         self._require()
 
         def get():
-            data = self._fs.cat_file(self._path, start=start, end=end)
+            data = self._client().cat_file(self._path, start=start, end=end)
             if len(data) != end - start:
                 raise EOFError(f"the server sent {len(data):,} bytes for a range of {end - start:,}")
             return data
@@ -309,7 +321,7 @@ class RemoteStorage:
             with self._lock:
                 self.requests += len(pending)
             try:
-                got = self._fs.cat_ranges(
+                got = self._client().cat_ranges(
                     [self._path] * len(pending),
                     [ranges[i][0] for i in pending],
                     [ranges[i][1] for i in pending],

@@ -322,3 +322,21 @@ def test_a_local_path_or_file_url_imports_no_fsspec(plain):
     )
     result = run_in_session([sys.executable, "-c", code], {**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def sample_bytes(batch) -> list[bytes]:
+    return [bytes(sample.data) for sample in batch]
+
+
+def test_dataloader_workers_forked_after_a_read_read_the_same_bytes(s3, plain):
+    """The parent has read through the file (its client's event loop runs) before DataLoader
+    forks its workers: they read through a client of their own, not the parent's."""
+    torch = pytest.importorskip("torch")
+    path, url = plain
+    local = Dataset(path)
+    ds = Dataset(url, storage_options=s3.options())
+    assert bytes(ds[1].data) == bytes(local[1].data)
+    indices = list(range(0, len(local), 97))
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, sampler=indices, num_workers=2, multiprocessing_context="fork", collate_fn=sample_bytes, timeout=120)
+    got = [data for batch in loader for data in batch]
+    assert got == [bytes(local[i].data) for i in indices]
