@@ -627,8 +627,15 @@ class BznaFile:
         when the file has none; a ``BoxError`` when it is malformed."""
         from . import layout
 
-        box = self.parsed_box(f"moov/{layout.CLASSES_PATH}")
-        return None if box is None else list(box.class_names)
+        path = f"moov/{layout.CLASSES_PATH}"
+        box = self.parsed_box(path)
+        if box is None:
+            return None
+        trailing = box.get("trailing")
+        if trailing:  # an entry_count smaller than the names stored: which is right cannot be told
+            where = self.find_box(path)
+            raise BoxError(f"{len(trailing):,} bytes after the {box.entry_count:,} class names of its entry_count", offset=where.offset + where.size - len(trailing), path=path)
+        return list(box.class_names)
 
     def track(self, name_or_id: str | int) -> Track:
         """The first track whose hdlr name (str) or track_id (int) matches; ``KeyError`` if none."""
