@@ -409,11 +409,21 @@ def _concat(args: argparse.Namespace) -> int:
         "path": args.output,
         "inputs": args.inputs,
         "samples": count,
-        "bytes": os.path.getsize(args.output),
+        "bytes": _size(args.output),
         "seconds": time.perf_counter() - started,
     }
     _report(args, record, f"wrote {args.output}: {count} samples from {len(args.inputs)} files")
     return 0
+
+
+def _size(location: str) -> int:
+    """The size of a local file or of the object at a URL."""
+    if not is_url(location):
+        return os.path.getsize(location)
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(location)
+    return int(fs.size(path))
 
 
 # --- decode -----------------------------------------------------------------------------------
