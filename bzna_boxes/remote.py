@@ -130,14 +130,14 @@ def write_then_upload(url: str, write: Callable[[str], _T], storage_options: Map
     except ImportError:
         raise ImportError(f"{url}: writing to a URL needs fsspec (pip install 'bzna_boxes[remote]')") from None
 
-    name = url.rstrip("/").rsplit("/", 1)[-1]
-    if not name:
+    fs, path = url_to_fs(url, **dict(storage_options or {}))
+    name = url.rsplit("/", 1)[-1]
+    if not name or "/" not in path.rstrip("/"):  # a folder, or a bucket (container) alone
         raise ValueError(f"{url}: the output URL names no file")
     folder = tempfile.mkdtemp(prefix=".bzna-upload-", dir=os.environ.get("BZNA_STAGING_DIR") or None)
     try:
         local = os.path.join(folder, name)
         result = write(local)
-        fs, path = url_to_fs(url, **dict(storage_options or {}))
         parent = path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else ""
         beside = sorted(f for f in os.listdir(folder) if f != name and not f.startswith(".") and os.path.isfile(os.path.join(folder, f)))
         uploaded: list[str] = []

@@ -159,3 +159,12 @@ def test_bzna_concat_to_s3_reports_the_object_it_wrote(s3, env, tmp_path, capsys
     assert main(["concat", str(part), str(part), "-o", url, "--json"]) == 0, capsys.readouterr().err
     record = json.loads(capsys.readouterr().out)
     assert record["samples"] == 4 and record["bytes"] == s3.filesystem().size(f"{BUCKET}/cli/twice.bzna")
+
+
+@pytest.mark.parametrize("url", [f"s3://{BUCKET}", f"s3://{BUCKET}/", f"s3://{BUCKET}/folder/"])
+def test_an_output_url_that_names_no_object_is_refused_before_building(s3, env, url):
+    encoded: list[int] = []
+    with pytest.raises(ValueError, match=f"{url}: the output URL names no file"):
+        build_with_probe(url, lambda: encoded.append(1))
+    assert not encoded and s3.proxy.count("PUT") == s3.proxy.count("POST") == 0
+    assert not s3.filesystem().exists(f"{BUCKET}/folder")
