@@ -287,6 +287,8 @@ class RemoteStorage:
                 return call()
             except FileNotFoundError:
                 raise FileNotFoundError(f"{self.name}: no such file") from None
+            except PermissionError as exc:
+                raise PermissionError(f"{self.name}: access denied ({what}): {_describe(exc)}") from exc
             except Exception as exc:  # noqa: BLE001  (client libraries raise their own types)
                 if not _transient(exc):
                     raise

@@ -340,3 +340,11 @@ def test_dataloader_workers_forked_after_a_read_read_the_same_bytes(s3, plain):
     loader = torch.utils.data.DataLoader(ds, batch_size=8, sampler=indices, num_workers=2, multiprocessing_context="fork", collate_fn=sample_bytes, timeout=120)
     got = [data for batch in loader for data in batch]
     assert got == [bytes(local[i].data) for i in indices]
+
+
+def test_access_denied_names_the_url_and_is_not_retried(s3, plain, tmp_path):
+    path, url = plain
+    s3.proxy.fail = lambda number, request: 403
+    with pytest.raises(PermissionError, match=f"^{re.escape(url)}: access denied"):
+        bzna_boxes.open(url, storage_options=fast_failing(s3, tmp_path), index_cache=False)
+    assert s3.proxy.count() == 1
