@@ -185,7 +185,7 @@ def _identity(info: Mapping[str, Any]) -> str | None:
 
 def _transient(exc: BaseException) -> bool:
     """Whether a request that raised ``exc`` may succeed when tried again."""
-    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError)):
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError, RemoteReadError)):
         return False
     status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
     response = getattr(exc, "response", None)
@@ -303,6 +303,8 @@ class RemoteStorage:
 
         def get():
             data = self._client().cat_file(self._path, start=start, end=end)
+            if len(data) > end - start:
+                raise self._ignored_range(start, end, len(data))
             if len(data) != end - start:
                 raise EOFError(f"the server sent {len(data):,} bytes for a range of {end - start:,}")
             return data
@@ -311,6 +313,11 @@ class RemoteStorage:
         with self._lock:
             self.bytes_read += len(data)
         return data
+
+    def _ignored_range(self, start: int, end: int, sent: int) -> RemoteReadError:
+        """More bytes than asked for: a server that answers a ranged GET with the whole file
+        does so every time (trying again would fetch the file again)."""
+        return RemoteReadError(f"{self.name}: bytes {start}..{end}: the server sent {sent:,} bytes for a range of {end - start:,}: it does not honour Range requests")
 
     def _fetch_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         """Each ``(start, end)`` fetched, up to ``max_in_flight`` at once, retried one by one."""
@@ -335,6 +342,8 @@ class RemoteStorage:
             failed = []
             for i, data in zip(pending, got):
                 start, end = ranges[i]
+                if isinstance(data, (bytes, bytearray)) and len(data) > end - start:
+                    raise self._ignored_range(start, end, len(data))
                 if isinstance(data, (bytes, bytearray)) and len(data) != end - start:
                     data = EOFError(f"the server sent {len(data):,} bytes for a range of {end - start:,}")
                 if isinstance(data, BaseException):

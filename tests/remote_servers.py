@@ -201,6 +201,8 @@ class RangeServer(_Server):
         self.files = files
         self.requests: list[Request] = []
         self.delay = 0.0
+        self.honour_ranges = True
+        """False: answer every GET with the whole file (200), as a server without Range support."""
 
     def handle(self, handler: _Handler) -> None:
         import hashlib
@@ -225,7 +227,7 @@ class RangeServer(_Server):
 
         headers = [("ETag", f'"{tag}"'), ("Accept-Ranges", "bytes"), ("Content-Type", "application/octet-stream")]
         found = re.fullmatch(r"bytes=(\d*)-(\d*)", handler.headers.get("Range") or "")
-        if not found or head:
+        if not found or head or not self.honour_ranges:
             handler._answer(200, [*headers, ("Content-Length", str(size))], b"" if head else read(0, size), head)
             return
         if found[1]:

@@ -311,6 +311,19 @@ def test_plain_http_with_ranges(plain, tmp_path):
         server.stop()
 
 
+def test_a_server_that_ignores_ranges_is_one_clear_error_without_retries(plain, tmp_path):
+    path, _ = plain
+    server = RangeServer({"/d/plain.bzna": Path(path).read_bytes()})
+    server.honour_ranges = False
+    try:
+        url = f"{server.url}/d/plain.bzna"
+        with pytest.raises(RemoteReadError, match=f"^{re.escape(url)}: bytes 0..16384: the server sent [0-9,]+ bytes for a range of 16,384: it does not honour Range"):
+            bzna_boxes.open(url, index_cache=False)
+        assert [r.method for r in server.requests] == ["HEAD", "GET"]
+    finally:
+        server.stop()
+
+
 def test_a_local_path_or_file_url_imports_no_fsspec(plain):
     path, _ = plain
     code = (
