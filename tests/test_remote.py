@@ -361,3 +361,14 @@ def test_access_denied_names_the_url_and_is_not_retried(s3, plain, tmp_path):
     with pytest.raises(PermissionError, match=f"^{re.escape(url)}: access denied"):
         bzna_boxes.open(url, storage_options=fast_failing(s3, tmp_path), index_cache=False)
     assert s3.proxy.count() == 1
+
+
+def test_a_remote_file_without_class_names_reads_the_class_list_beside_it(s3, plain, tmp_path):
+    """As a local file does: NAME.classes.txt in the same bucket folder (what bzna build uploads)."""
+    path, _ = plain
+    s3.filesystem().put(str(path), f"{BUCKET}/listed/plain.bzna")
+    url = f"s3://{BUCKET}/listed/plain.bzna"
+    assert Dataset(url, storage_options=s3.options()).classes == []
+    s3.filesystem().pipe(f"{BUCKET}/listed/plain.classes.txt", "cat\nd\u00f6g\n".encode())
+    ds = Dataset(url, storage_options=s3.options())
+    assert ds.classes == ["cat", "d\u00f6g"] and ds.class_to_idx == {"cat": 0, "d\u00f6g": 1}
