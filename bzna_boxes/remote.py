@@ -183,6 +183,19 @@ def _identity(info: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _status(exc: BaseException | None) -> int | None:
+    """The HTTP status of a client library's error, when it carries one."""
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _unmasked(exc: BaseException) -> BaseException:
+    """fsspec's HTTP file system reports any failed HEAD as ``FileNotFoundError(url)`` from the
+    answer's error: that error, when its status is not 404 or 410 (a refusal, a server error)."""
+    status = _status(exc.__cause__) if isinstance(exc, FileNotFoundError) else None
+    return exc.__cause__ if status is not None and status not in (404, 410) else exc  # type: ignore[return-value]
+
+
 def _transient(exc: BaseException) -> bool:
     """Whether a request that raised ``exc`` may succeed when tried again."""
     if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError, RemoteReadError)):
@@ -285,11 +298,12 @@ class RemoteStorage:
                 self.requests += 1
             try:
                 return call()
-            except FileNotFoundError:
-                raise FileNotFoundError(f"{self.name}: no such file") from None
-            except PermissionError as exc:
-                raise PermissionError(f"{self.name}: access denied ({what}): {_describe(exc)}") from exc
-            except Exception as exc:  # noqa: BLE001  (client libraries raise their own types)
+            except Exception as caught:  # noqa: BLE001  (client libraries raise their own types)
+                exc = _unmasked(caught)
+                if isinstance(exc, FileNotFoundError):
+                    raise FileNotFoundError(f"{self.name}: no such file") from None
+                if isinstance(exc, PermissionError) or _status(exc) in (401, 403):
+                    raise PermissionError(f"{self.name}: access denied ({what}): {_describe(exc)}") from exc
                 if not _transient(exc):
                     raise
                 if attempt + 1 == self.attempts:

@@ -203,6 +203,8 @@ class RangeServer(_Server):
         self.delay = 0.0
         self.honour_ranges = True
         """False: answer every GET with the whole file (200), as a server without Range support."""
+        self.status: int | None = None
+        """An error status to answer every request with (403, 503...), or None."""
 
     def handle(self, handler: _Handler) -> None:
         import hashlib
@@ -212,6 +214,9 @@ class RangeServer(_Server):
             time.sleep(self.delay)
         data = self.files.get(handler.path.split("?")[0])
         head = handler.command == "HEAD"
+        if self.status is not None:
+            handler._answer(self.status, [], b"refused by the test server", head)
+            return
         if data is None:
             handler._answer(404, [], b"", head)
             return

@@ -324,6 +324,26 @@ def test_a_server_that_ignores_ranges_is_one_clear_error_without_retries(plain, 
         server.stop()
 
 
+def test_http_errors_on_the_head_are_told_apart_from_a_missing_file(plain):
+    """fsspec reports any failed HEAD of an http(s) URL as FileNotFoundError: a server error is
+    retried, a refusal is a PermissionError, and only a 404 says that there is no such file."""
+    path, _ = plain
+    server = RangeServer({"/d/plain.bzna": Path(path).read_bytes()})
+    try:
+        url = f"{server.url}/d/plain.bzna"
+        for status, error, words in ((503, RemoteReadError, "could not be read after 3 attempts"), (403, PermissionError, "access denied"), (404, FileNotFoundError, "no such file")):
+            server.status = status
+            server.requests.clear()
+            with pytest.raises(error, match=f"^{re.escape(url)}: .*{words}"):
+                RemoteStorage(url, index_cache=False, attempts=3, backoff=0.01)
+            heads = [r for r in server.requests if r.method == "HEAD"]
+            assert len(heads) == (3 if status == 503 else 1), (status, server.requests)
+        server.status = None
+        assert RemoteStorage(url, index_cache=False).size == Path(path).stat().st_size
+    finally:
+        server.stop()
+
+
 def test_a_local_path_or_file_url_imports_no_fsspec(plain):
     path, _ = plain
     code = (
