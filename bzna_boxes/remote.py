@@ -282,17 +282,20 @@ class RemoteStorage:
         return info
 
     def _client(self):
-        """The fsspec file system, made anew in a process forked after this one was made (a
-        DataLoader worker): the parent's client and its event loop do not work across a fork."""
+        """The fsspec file system, made anew (with a new lock) in a process forked after this
+        one was made (a DataLoader worker): the parent's client and its event loop do not work
+        across a fork, and its lock may have been held by a thread the child lacks."""
         if self._pid != os.getpid():
             from fsspec.core import url_to_fs
 
+            self._lock = threading.Lock()
             self._fs = url_to_fs(self.name, **self.storage_options)[0]
             self._pid = os.getpid()
         return self._fs
 
     def _retrying(self, call, what: str):
         """``call()`` tried up to ``attempts`` times, with backoff, while it fails transiently."""
+        self._client()  # after a fork: before the lock is taken
         for attempt in range(self.attempts):
             with self._lock:
                 self.requests += 1
@@ -336,6 +339,7 @@ class RemoteStorage:
     def _fetch_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         """Each ``(start, end)`` fetched, up to ``max_in_flight`` at once, retried one by one."""
         self._require()
+        self._client()  # after a fork: before the lock is taken
         if len(ranges) == 1:
             return [self._fetch(*ranges[0])]
         results: list[Any] = [None] * len(ranges)

@@ -392,3 +392,30 @@ def test_a_remote_file_without_class_names_reads_the_class_list_beside_it(s3, pl
     s3.filesystem().pipe(f"{BUCKET}/listed/plain.classes.txt", "cat\nd\u00f6g\n".encode())
     ds = Dataset(url, storage_options=s3.options())
     assert ds.classes == ["cat", "d\u00f6g"] and ds.class_to_idx == {"cat": 0, "d\u00f6g": 1}
+
+
+def send_sample(dataset, index, connection) -> None:
+    connection.send(bytes(dataset[index].data))
+
+
+def test_a_process_forked_while_the_storage_lock_is_held_reads(s3, plain):
+    """A fork copies a lock another thread holds (a Loader's fetch counting its requests) as
+    held: the child's storage starts with a lock of its own."""
+    import multiprocessing
+
+    path, url = plain
+    ds = Dataset(url, storage_options=s3.options())
+    middle = len(ds) // 2  # far from the blocks that opening kept: read by a request
+    expected = bytes(Dataset(path)[middle].data)
+    context = multiprocessing.get_context("fork")
+    reader, writer = context.Pipe(duplex=False)
+    with ds.file.storage._lock:
+        child = context.Process(target=send_sample, args=(ds, middle, writer))
+        child.start()
+    try:
+        assert reader.poll(60), "the forked reader hung"
+        assert reader.recv() == expected
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
