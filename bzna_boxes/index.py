@@ -77,7 +77,12 @@ def _check_signature(head: bytes) -> None:
     if len(fourcc) == 4 and all(0x20 <= byte <= 0x7E or byte == 0xA9 for byte in fourcc):
         return
     known = next((name for magic, name in _SIGNATURES if head.startswith(magic)), None)
-    what = f"its first bytes are {known}" if known else f"its first box type is {bytes(fourcc)!r}, not four characters"
+    if known:
+        what = f"its first bytes are {known}"
+    elif len(head) < 8:
+        what = f"its {len(head)} bytes are too few for a box header (8)"
+    else:
+        what = f"its first box type is {bytes(fourcc)!r}, not four characters"
     raise BoxError(f"not an ISO-BMFF (MP4) file: {what}", offset=0)
 
 
