@@ -95,6 +95,11 @@ def publish_together(staged: Sequence[tuple[str, str]]) -> None:
 # --- outputs that are inputs --------------------------------------------------------------------
 
 
+def _local_path(location: str) -> str:
+    """The path a ``file://`` URL names (readers and writers take it as that local file)."""
+    return location[len("file://") :] if isinstance(location, str) and location.startswith("file://") else location
+
+
 def check_not_an_input(
     output: str | os.PathLike,
     inputs: Iterable[str | os.PathLike] = (),
@@ -109,7 +114,7 @@ def check_not_an_input(
     output may not lie inside one. ``listed``: the files of a list (maybe millions): the same
     absolute path, or the same file among those with the output's name.
     """
-    output = os.fspath(output)
+    output = _local_path(os.fspath(output))
     absolute = os.path.abspath(output)
     try:
         found = os.stat(output)
@@ -117,6 +122,7 @@ def check_not_an_input(
         found = None
 
     def same(path: str) -> bool:
+        path = _local_path(path)
         if os.path.abspath(path) == absolute:
             return True
         try:

@@ -192,6 +192,12 @@ def _add_extract(sub) -> None:
     p.set_defaults(run=_extract)
 
 
+def _local_output(output: str) -> None:
+    """Refuse an output URL (``s3://...``) where a command writes a local file."""
+    if is_url(output) and not output.startswith("file://"):
+        raise ValueError(f"{output}: this command writes a local file; give a path (only build and concat upload to a URL)")
+
+
 def _extract(args: argparse.Namespace) -> int:
     """``bzna extract FILE INDEX [--track NAME] -o OUT``."""
     from . import layout
@@ -199,6 +205,7 @@ def _extract(args: argparse.Namespace) -> int:
     from .dataset import MissingSampleError
     from .verify import extract
 
+    _local_output(args.output)
     check_not_an_input(args.output, [args.file])
     started = time.perf_counter()
     try:
@@ -409,11 +416,21 @@ def _concat(args: argparse.Namespace) -> int:
         "path": args.output,
         "inputs": args.inputs,
         "samples": count,
-        "bytes": os.path.getsize(args.output),
+        "bytes": _size(args.output),
         "seconds": time.perf_counter() - started,
     }
     _report(args, record, f"wrote {args.output}: {count} samples from {len(args.inputs)} files")
     return 0
+
+
+def _size(location: str) -> int:
+    """The size of a local file or of the object at a URL."""
+    if not is_url(location):
+        return os.path.getsize(location)
+    from fsspec.core import url_to_fs
+
+    fs, path = url_to_fs(location)
+    return int(fs.size(path))
 
 
 # --- decode -----------------------------------------------------------------------------------
@@ -439,6 +456,7 @@ def _decode(args: argparse.Namespace) -> int:
     from .dataset import Dataset
     from .decode import open_decoder
 
+    _local_output(args.output)
     check_not_an_input(args.output, [args.file])
     started = time.perf_counter()
     dataset = Dataset(args.file)

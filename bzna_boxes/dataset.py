@@ -466,10 +466,18 @@ class Dataset:
         if names is not None:
             return names
         from .build import sidecar_paths
+        from .remote import is_url
 
+        beside = sidecar_paths(self.path)[0]
         try:
-            with open(sidecar_paths(self.path)[0], encoding="utf-8", errors="surrogateescape", newline="") as f:
-                text = f.read()
+            if is_url(beside) and not beside.startswith("file://"):  # beside the object, in its store
+                from fsspec.core import url_to_fs
+
+                fs, where = url_to_fs(beside, **getattr(self._file.storage, "storage_options", {}))
+                text = fs.cat_file(where).decode("utf-8", errors="surrogateescape")
+            else:
+                with open(beside.removeprefix("file://"), encoding="utf-8", errors="surrogateescape", newline="") as f:
+                    text = f.read()
         except (FileNotFoundError, NotADirectoryError):
             return []
         lines = text.split("\n")

@@ -77,7 +77,12 @@ def _check_signature(head: bytes) -> None:
     if len(fourcc) == 4 and all(0x20 <= byte <= 0x7E or byte == 0xA9 for byte in fourcc):
         return
     known = next((name for magic, name in _SIGNATURES if head.startswith(magic)), None)
-    what = f"its first bytes are {known}" if known else f"its first box type is {bytes(fourcc)!r}, not four characters"
+    if known:
+        what = f"its first bytes are {known}"
+    elif len(head) < 8:
+        what = f"its {len(head)} bytes are too few for a box header (8)"
+    else:
+        what = f"its first box type is {bytes(fourcc)!r}, not four characters"
     raise BoxError(f"not an ISO-BMFF (MP4) file: {what}", offset=0)
 
 
@@ -628,8 +633,15 @@ class BznaFile:
         when the file has none; a ``BoxError`` when it is malformed."""
         from . import layout
 
-        box = self.parsed_box(f"moov/{layout.CLASSES_PATH}")
-        return None if box is None else list(box.class_names)
+        path = f"moov/{layout.CLASSES_PATH}"
+        box = self.parsed_box(path)
+        if box is None:
+            return None
+        trailing = box.get("trailing")
+        if trailing:  # an entry_count smaller than the names stored: which is right cannot be told
+            where = self.find_box(path)
+            raise BoxError(f"{len(trailing):,} bytes after the {box.entry_count:,} class names of its entry_count", offset=where.offset + where.size - len(trailing), path=path)
+        return list(box.class_names)
 
     def track(self, name_or_id: str | int) -> Track:
         """The first track whose hdlr name (str) or track_id (int) matches; ``KeyError`` if none."""

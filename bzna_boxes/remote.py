@@ -130,14 +130,14 @@ def write_then_upload(url: str, write: Callable[[str], _T], storage_options: Map
     except ImportError:
         raise ImportError(f"{url}: writing to a URL needs fsspec (pip install 'bzna_boxes[remote]')") from None
 
-    name = url.rstrip("/").rsplit("/", 1)[-1]
-    if not name:
+    fs, path = url_to_fs(url, **dict(storage_options or {}))
+    name = url.rsplit("/", 1)[-1]
+    if not name or "/" not in path.rstrip("/"):  # a folder, or a bucket (container) alone
         raise ValueError(f"{url}: the output URL names no file")
     folder = tempfile.mkdtemp(prefix=".bzna-upload-", dir=os.environ.get("BZNA_STAGING_DIR") or None)
     try:
         local = os.path.join(folder, name)
         result = write(local)
-        fs, path = url_to_fs(url, **dict(storage_options or {}))
         parent = path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else ""
         beside = sorted(f for f in os.listdir(folder) if f != name and not f.startswith(".") and os.path.isfile(os.path.join(folder, f)))
         uploaded: list[str] = []
@@ -183,9 +183,22 @@ def _identity(info: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _status(exc: BaseException | None) -> int | None:
+    """The HTTP status of a client library's error, when it carries one."""
+    status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
+    return status if isinstance(status, int) else None
+
+
+def _unmasked(exc: BaseException) -> BaseException:
+    """fsspec's HTTP file system reports any failed HEAD as ``FileNotFoundError(url)`` from the
+    answer's error: that error, when its status is not 404 or 410 (a refusal, a server error)."""
+    status = _status(exc.__cause__) if isinstance(exc, FileNotFoundError) else None
+    return exc.__cause__ if status is not None and status not in (404, 410) else exc  # type: ignore[return-value]
+
+
 def _transient(exc: BaseException) -> bool:
     """Whether a request that raised ``exc`` may succeed when tried again."""
-    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError)):
+    if isinstance(exc, (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, ValueError, RemoteReadError)):
         return False
     status = getattr(exc, "status", None) or getattr(exc, "status_code", None)
     response = getattr(exc, "response", None)
@@ -235,6 +248,7 @@ class RemoteStorage:
         self._closed = False
         try:
             self._fs, self._path = url_to_fs(url, **self.storage_options)
+            self._pid = os.getpid()
         except ImportError as exc:
             raise ImportError(f"{url}: {exc}") from None
         info = self._info()
@@ -258,24 +272,41 @@ class RemoteStorage:
 
     def _info(self) -> Mapping[str, Any]:
         def head():
-            self._fs.invalidate_cache(self._path)
-            return self._fs.info(self._path)
+            fs = self._client()
+            fs.invalidate_cache(self._path)
+            return fs.info(self._path)
 
         info = self._retrying(head, "its size (HEAD)")
         if info.get("type", "file") not in ("file", None) or info.get("size") is None:
             raise IsADirectoryError(f"{self.name}: not a file")
         return info
 
+    def _client(self):
+        """The fsspec file system, made anew (with a new lock) in a process forked after this
+        one was made (a DataLoader worker): the parent's client and its event loop do not work
+        across a fork, and its lock may have been held by a thread the child lacks."""
+        if self._pid != os.getpid():
+            from fsspec.core import url_to_fs
+
+            self._lock = threading.Lock()
+            self._fs = url_to_fs(self.name, **self.storage_options)[0]
+            self._pid = os.getpid()
+        return self._fs
+
     def _retrying(self, call, what: str):
         """``call()`` tried up to ``attempts`` times, with backoff, while it fails transiently."""
+        self._client()  # after a fork: before the lock is taken
         for attempt in range(self.attempts):
             with self._lock:
                 self.requests += 1
             try:
                 return call()
-            except FileNotFoundError:
-                raise FileNotFoundError(f"{self.name}: no such file") from None
-            except Exception as exc:  # noqa: BLE001  (client libraries raise their own types)
+            except Exception as caught:  # noqa: BLE001  (client libraries raise their own types)
+                exc = _unmasked(caught)
+                if isinstance(exc, FileNotFoundError):
+                    raise FileNotFoundError(f"{self.name}: no such file") from None
+                if isinstance(exc, PermissionError) or _status(exc) in (401, 403):
+                    raise PermissionError(f"{self.name}: access denied ({what}): {_describe(exc)}") from exc
                 if not _transient(exc):
                     raise
                 if attempt + 1 == self.attempts:
@@ -288,7 +319,9 @@ class RemoteStorage:
         self._require()
 
         def get():
-            data = self._fs.cat_file(self._path, start=start, end=end)
+            data = self._client().cat_file(self._path, start=start, end=end)
+            if len(data) > end - start:
+                raise self._ignored_range(start, end, len(data))
             if len(data) != end - start:
                 raise EOFError(f"the server sent {len(data):,} bytes for a range of {end - start:,}")
             return data
@@ -298,9 +331,15 @@ class RemoteStorage:
             self.bytes_read += len(data)
         return data
 
+    def _ignored_range(self, start: int, end: int, sent: int) -> RemoteReadError:
+        """More bytes than asked for: a server that answers a ranged GET with the whole file
+        does so every time (trying again would fetch the file again)."""
+        return RemoteReadError(f"{self.name}: bytes {start}..{end}: the server sent {sent:,} bytes for a range of {end - start:,}: it does not honour Range requests")
+
     def _fetch_many(self, ranges: list[tuple[int, int]]) -> list[bytes]:
         """Each ``(start, end)`` fetched, up to ``max_in_flight`` at once, retried one by one."""
         self._require()
+        self._client()  # after a fork: before the lock is taken
         if len(ranges) == 1:
             return [self._fetch(*ranges[0])]
         results: list[Any] = [None] * len(ranges)
@@ -309,7 +348,7 @@ class RemoteStorage:
             with self._lock:
                 self.requests += len(pending)
             try:
-                got = self._fs.cat_ranges(
+                got = self._client().cat_ranges(
                     [self._path] * len(pending),
                     [ranges[i][0] for i in pending],
                     [ranges[i][1] for i in pending],
@@ -321,6 +360,8 @@ class RemoteStorage:
             failed = []
             for i, data in zip(pending, got):
                 start, end = ranges[i]
+                if isinstance(data, (bytes, bytearray)) and len(data) > end - start:
+                    raise self._ignored_range(start, end, len(data))
                 if isinstance(data, (bytes, bytearray)) and len(data) != end - start:
                     data = EOFError(f"the server sent {len(data):,} bytes for a range of {end - start:,}")
                 if isinstance(data, BaseException):

@@ -201,6 +201,10 @@ class RangeServer(_Server):
         self.files = files
         self.requests: list[Request] = []
         self.delay = 0.0
+        self.honour_ranges = True
+        """False: answer every GET with the whole file (200), as a server without Range support."""
+        self.status: int | None = None
+        """An error status to answer every request with (403, 503...), or None."""
 
     def handle(self, handler: _Handler) -> None:
         import hashlib
@@ -210,6 +214,9 @@ class RangeServer(_Server):
             time.sleep(self.delay)
         data = self.files.get(handler.path.split("?")[0])
         head = handler.command == "HEAD"
+        if self.status is not None:
+            handler._answer(self.status, [], b"refused by the test server", head)
+            return
         if data is None:
             handler._answer(404, [], b"", head)
             return
@@ -225,7 +232,7 @@ class RangeServer(_Server):
 
         headers = [("ETag", f'"{tag}"'), ("Accept-Ranges", "bytes"), ("Content-Type", "application/octet-stream")]
         found = re.fullmatch(r"bytes=(\d*)-(\d*)", handler.headers.get("Range") or "")
-        if not found or head:
+        if not found or head or not self.honour_ranges:
             handler._answer(200, [*headers, ("Content-Length", str(size))], b"" if head else read(0, size), head)
             return
         if found[1]:

@@ -125,6 +125,21 @@ def test_verify_and_dataset_report_a_damaged_class_box(tmp_path, encoded):
         ds.classes
 
 
+def test_a_class_box_whose_count_leaves_names_unread_is_damaged(tmp_path, encoded):
+    """entry_count 1 over three names: the two left over are not silently dropped."""
+    path = tmp_path / "count.bzna"
+    write(path, encoded, classes=["cat", "dog", "owl"])
+    data = bytearray(path.read_bytes())
+    at = data.rindex(b"bzcl")
+    assert data[at + 8 : at + 12] == (3).to_bytes(4, "big")
+    data[at + 8 : at + 12] = (1).to_bytes(4, "big")
+    path.write_bytes(data)
+    report = verify(path)
+    assert "classes" in [p.kind for p in report.problems] and "8 bytes after" in report.problems[0].message
+    with Dataset(path) as ds, pytest.raises(BoxError, match=f"moov/{layout.CLASSES_PATH} at offset {at - 4 + 20}"):
+        ds.classes
+
+
 def test_bzna_inspect_shows_the_class_names(tmp_path, encoded, capsys):
     write(tmp_path / "a.bzna", encoded, classes=["cat", "dog", "owl"])
     assert main(["inspect", str(tmp_path / "a.bzna")]) == 0

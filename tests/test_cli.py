@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -144,3 +145,13 @@ def test_help_shows_the_defaults(capsys, command, shown):
     assert "(default: None)" not in out and "(default: False)" not in out
     if command != "inspect":
         assert "--json" in out
+
+
+@pytest.mark.parametrize("verb", ["extract", "decode"])
+def test_an_output_url_is_refused_before_reading(built, tmp_path, capsys, monkeypatch, verb):
+    """extract and decode write local files: an s3:// output is one clear line, not a folder 's3:'."""
+    monkeypatch.chdir(tmp_path)
+    assert main([verb, str(built), "0", "-o", "s3://bucket/x.out"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith(f"bzna {verb}: s3://bucket/x.out: ") and "local file" in err
+    assert os.listdir(tmp_path) == []

@@ -110,6 +110,18 @@ def test_concat_refuses_its_input_as_output(dataset):
     assert dataset.read_bytes() == before and listing(dataset.parent) == ["d.bzna"]
 
 
+def test_a_file_url_is_the_file_it_names_when_inputs_and_output_are_compared(dataset):
+    before = dataset.read_bytes()
+    url = f"file://{dataset}"
+    for inputs, output in (((url, dataset), dataset), ((dataset,), url)):
+        status, _, err = bzna("concat", *inputs, "-o", output)
+        assert_one_line(status, err, "bzna concat", "is also an input")
+        assert dataset.read_bytes() == before and listing(dataset.parent) == ["d.bzna"]
+    status, _, err = bzna("extract", url, 0, "-o", dataset)
+    assert_one_line(status, err, "bzna extract", "is also an input")
+    assert dataset.read_bytes() == before
+
+
 def test_build_refuses_to_write_over_its_list_or_its_images(tmp_path):
     image = tmp_path / "x.png"
     Image.fromarray(gradient(20, 20)).save(image)

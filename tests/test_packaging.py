@@ -56,6 +56,9 @@ def test_a_file_that_is_not_iso_bmff_says_what_it_is(tmp_path):
     (tmp_path / "y.bin").write_bytes(b"\x00\x00\x00\x10\x01\x02\x03\x04" + bytes(8))
     with pytest.raises(bzna_boxes.BoxError, match="first box type is"):
         bzna_boxes.open(tmp_path / "y.bin").tracks
+    (tmp_path / "z.bin").write_bytes(b"abc")
+    with pytest.raises(bzna_boxes.BoxError, match="not an ISO-BMFF .* its 3 bytes are too few for a box header"):
+        bzna_boxes.open(tmp_path / "z.bin").tracks
 
 
 def _extras() -> dict[str, list[str]]:

@@ -311,6 +311,39 @@ def test_plain_http_with_ranges(plain, tmp_path):
         server.stop()
 
 
+def test_a_server_that_ignores_ranges_is_one_clear_error_without_retries(plain, tmp_path):
+    path, _ = plain
+    server = RangeServer({"/d/plain.bzna": Path(path).read_bytes()})
+    server.honour_ranges = False
+    try:
+        url = f"{server.url}/d/plain.bzna"
+        with pytest.raises(RemoteReadError, match=f"^{re.escape(url)}: bytes 0..16384: the server sent [0-9,]+ bytes for a range of 16,384: it does not honour Range"):
+            bzna_boxes.open(url, index_cache=False)
+        assert [r.method for r in server.requests] == ["HEAD", "GET"]
+    finally:
+        server.stop()
+
+
+def test_http_errors_on_the_head_are_told_apart_from_a_missing_file(plain):
+    """fsspec reports any failed HEAD of an http(s) URL as FileNotFoundError: a server error is
+    retried, a refusal is a PermissionError, and only a 404 says that there is no such file."""
+    path, _ = plain
+    server = RangeServer({"/d/plain.bzna": Path(path).read_bytes()})
+    try:
+        url = f"{server.url}/d/plain.bzna"
+        for status, error, words in ((503, RemoteReadError, "could not be read after 3 attempts"), (403, PermissionError, "access denied"), (404, FileNotFoundError, "no such file")):
+            server.status = status
+            server.requests.clear()
+            with pytest.raises(error, match=f"^{re.escape(url)}: .*{words}"):
+                RemoteStorage(url, index_cache=False, attempts=3, backoff=0.01)
+            heads = [r for r in server.requests if r.method == "HEAD"]
+            assert len(heads) == (3 if status == 503 else 1), (status, server.requests)
+        server.status = None
+        assert RemoteStorage(url, index_cache=False).size == Path(path).stat().st_size
+    finally:
+        server.stop()
+
+
 def test_a_local_path_or_file_url_imports_no_fsspec(plain):
     path, _ = plain
     code = (
@@ -322,3 +355,67 @@ def test_a_local_path_or_file_url_imports_no_fsspec(plain):
     )
     result = run_in_session([sys.executable, "-c", code], {**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def sample_bytes(batch) -> list[bytes]:
+    return [bytes(sample.data) for sample in batch]
+
+
+def test_dataloader_workers_forked_after_a_read_read_the_same_bytes(s3, plain):
+    """The parent has read through the file (its client's event loop runs) before DataLoader
+    forks its workers: they read through a client of their own, not the parent's."""
+    torch = pytest.importorskip("torch")
+    path, url = plain
+    local = Dataset(path)
+    ds = Dataset(url, storage_options=s3.options())
+    assert bytes(ds[1].data) == bytes(local[1].data)
+    indices = list(range(0, len(local), 97))
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, sampler=indices, num_workers=2, multiprocessing_context="fork", collate_fn=sample_bytes, timeout=120)
+    got = [data for batch in loader for data in batch]
+    assert got == [bytes(local[i].data) for i in indices]
+
+
+def test_access_denied_names_the_url_and_is_not_retried(s3, plain, tmp_path):
+    path, url = plain
+    s3.proxy.fail = lambda number, request: 403
+    with pytest.raises(PermissionError, match=f"^{re.escape(url)}: access denied"):
+        bzna_boxes.open(url, storage_options=fast_failing(s3, tmp_path), index_cache=False)
+    assert s3.proxy.count() == 1
+
+
+def test_a_remote_file_without_class_names_reads_the_class_list_beside_it(s3, plain, tmp_path):
+    """As a local file does: NAME.classes.txt in the same bucket folder (what bzna build uploads)."""
+    path, _ = plain
+    s3.filesystem().put(str(path), f"{BUCKET}/listed/plain.bzna")
+    url = f"s3://{BUCKET}/listed/plain.bzna"
+    assert Dataset(url, storage_options=s3.options()).classes == []
+    s3.filesystem().pipe(f"{BUCKET}/listed/plain.classes.txt", "cat\nd\u00f6g\n".encode())
+    ds = Dataset(url, storage_options=s3.options())
+    assert ds.classes == ["cat", "d\u00f6g"] and ds.class_to_idx == {"cat": 0, "d\u00f6g": 1}
+
+
+def send_sample(dataset, index, connection) -> None:
+    connection.send(bytes(dataset[index].data))
+
+
+def test_a_process_forked_while_the_storage_lock_is_held_reads(s3, plain):
+    """A fork copies a lock another thread holds (a Loader's fetch counting its requests) as
+    held: the child's storage starts with a lock of its own."""
+    import multiprocessing
+
+    path, url = plain
+    ds = Dataset(url, storage_options=s3.options())
+    middle = len(ds) // 2  # far from the blocks that opening kept: read by a request
+    expected = bytes(Dataset(path)[middle].data)
+    context = multiprocessing.get_context("fork")
+    reader, writer = context.Pipe(duplex=False)
+    with ds.file.storage._lock:
+        child = context.Process(target=send_sample, args=(ds, middle, writer))
+        child.start()
+    try:
+        assert reader.poll(60), "the forked reader hung"
+        assert reader.recv() == expected
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()

@@ -145,3 +145,26 @@ def test_a_distributed_build_merges_to_s3(s3, env, tmp_path):
     local = build(IMAGES, tmp_path / "photos.bzna", workers=1, preset="ultrafast", max_short_side=64)
     assert s3.filesystem().cat(f"{BUCKET}/distributed/photos.bzna") == Path(local.path).read_bytes()
     assert not os.listdir(env)
+
+
+def test_bzna_concat_to_s3_reports_the_object_it_wrote(s3, env, tmp_path, capsys):
+    import json
+
+    from bzna_boxes.build import build_sources, list_sources
+    from bzna_boxes.cli import main
+
+    part = tmp_path / "part.bzna"
+    build_sources(list_sources(IMAGES).sources[:2], part, workers=1, preset="ultrafast", max_short_side=48)
+    url = f"s3://{BUCKET}/cli/twice.bzna"
+    assert main(["concat", str(part), str(part), "-o", url, "--json"]) == 0, capsys.readouterr().err
+    record = json.loads(capsys.readouterr().out)
+    assert record["samples"] == 4 and record["bytes"] == s3.filesystem().size(f"{BUCKET}/cli/twice.bzna")
+
+
+@pytest.mark.parametrize("url", [f"s3://{BUCKET}", f"s3://{BUCKET}/", f"s3://{BUCKET}/folder/"])
+def test_an_output_url_that_names_no_object_is_refused_before_building(s3, env, url):
+    encoded: list[int] = []
+    with pytest.raises(ValueError, match=f"{url}: the output URL names no file"):
+        build_with_probe(url, lambda: encoded.append(1))
+    assert not encoded and s3.proxy.count("PUT") == s3.proxy.count("POST") == 0
+    assert not s3.filesystem().exists(f"{BUCKET}/folder")
