@@ -35,6 +35,7 @@ uploaded at the end.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
@@ -466,6 +467,8 @@ class RemoteStorage:
         if self.size == 0:
             raise BoxError(f"{url}: the file is empty", offset=0)
         self._blocks: list[tuple[int, bytes | memoryview]] = []  # (offset, bytes) of small reads, newest last
+        self._index_ranges: list[tuple[int, memoryview]] = []  # what indexing read, mapped from a file, once indexed
+        self._index_starts: list[int] = []
         self._recorded: list[tuple[int, bytes]] | None = []  # every fetch until indexed()
         self._cache_file = self._cache_path()
         self.cached = False
@@ -565,7 +568,15 @@ class RemoteStorage:
     # --- the Storage protocol ----------------------------------------------------------------
 
     def _from_blocks(self, offset: int, size: int) -> tuple[memoryview, int] | None:
-        """The bytes at ``offset`` held by a block (a view, and how many of ``size`` it holds)."""
+        """The bytes at ``offset`` held by a block or by what indexing read (a view, and how many
+        of ``size`` it holds)."""
+        ranges = self._index_ranges
+        if ranges:  # sorted, apart
+            at = bisect.bisect_right(self._index_starts, offset) - 1
+            if at >= 0 and offset < ranges[at][0] + len(ranges[at][1]):
+                start, data = ranges[at]
+                held = min(size, len(data) - (offset - start))
+                return data[offset - start : offset - start + held], held
         for start, data in reversed(self._blocks):
             if start <= offset < start + len(data):
                 at = offset - start
@@ -643,15 +654,25 @@ class RemoteStorage:
 
     def indexed(self) -> None:
         """The reads made so far are what indexing the file needs: keep them in the index cache
-        (when it is on and the server gives an ETag or a modification time)."""
+        (when it is on and the server gives an ETag or a modification time), and keep serving
+        reads inside them (the ``moov``: class names, the checksum table) from there, without a
+        request. They stay in a mapped file (the cache file, else an unlinked temporary file),
+        so they cost page cache that the system can reclaim, not memory beside the tables."""
         recorded, self._recorded = self._recorded, None
-        if recorded and self._cache_file is not None:
-            _save_cache(self._cache_file, self.name, self.size, self.identity, _coalesce(recorded))
-        self._blocks = [block for block in self._blocks if len(block[1]) <= BLOCK][-_KEPT_BLOCKS:]
+        if recorded:
+            ranges = _coalesce(recorded)
+            saved = self._cache_file is not None and _save_cache(self._cache_file, self.name, self.size, self.identity, ranges)
+            held = _load_cache(self._cache_file, self.name, self.size, self.identity) if saved else None
+            self._index_ranges = held if held is not None else _mapped_ranges(ranges)
+        elif self.cached:
+            self._index_ranges = [(offset, memoryview(data)) for offset, data in self._blocks]
+        self._index_starts = [offset for offset, _ in self._index_ranges]
+        self._blocks = [block for block in self._blocks if len(block[1]) <= BLOCK and not self.cached][-_KEPT_BLOCKS:]
 
     def close(self) -> None:
         self._closed = True
         self._blocks = []
+        self._index_ranges = []
         self._recorded = None
 
     def _require(self) -> None:
@@ -698,8 +719,8 @@ def _coalesce(ranges: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
 _RANGE = struct.Struct("<QQ")
 
 
-def _save_cache(path: str, url: str, size: int, identity: str | None, blocks: list[tuple[int, bytes]]) -> None:
-    """Write the cache file atomically; a cache that cannot be written is skipped silently."""
+def _save_cache(path: str, url: str, size: int, identity: str | None, blocks: list[tuple[int, bytes]]) -> bool:
+    """Write the cache file atomically; a cache that cannot be written is skipped silently (False)."""
     from .atomic import atomic_file
 
     header = json.dumps({"url": url, "size": size, "identity": identity, "ranges": len(blocks)}).encode() + b"\n"
@@ -711,7 +732,28 @@ def _save_cache(path: str, url: str, size: int, identity: str | None, blocks: li
                 f.write(_RANGE.pack(offset, len(data)))
                 f.write(data)
     except OSError:
-        pass
+        return False
+    return True
+
+
+def _mapped_ranges(blocks: list[tuple[int, bytes]]) -> list[tuple[int, memoryview]]:
+    """``blocks`` moved to an unlinked temporary file and mapped from there (kept in memory
+    when no temporary file can be written)."""
+    import mmap
+
+    try:
+        with tempfile.TemporaryFile() as f:
+            for _, data in blocks:
+                f.write(data)
+            f.flush()
+            mapped = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+    except (OSError, ValueError):
+        return [(offset, memoryview(data)) for offset, data in blocks]
+    out, at = [], 0
+    for offset, data in blocks:
+        out.append((offset, mapped[at : at + len(data)]))
+        at += len(data)
+    return out
 
 
 def _load_cache(path: str, url: str, size: int, identity: str | None) -> list[tuple[int, memoryview]] | None:
