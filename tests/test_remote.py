@@ -330,8 +330,23 @@ def moov_reads(s3, moov) -> float:
     return sum(max(0, min(end, moov.end) - max(start, moov.offset)) for start, end in spans) / moov.size
 
 
+@pytest.fixture
+def s3_env(s3, monkeypatch):
+    """The S3 server as the usual environment gives it, to this process. s3fs keeps one client
+    per set of arguments, so the client made from this environment is dropped afterwards (it
+    would talk to this module's server in the next module's tests)."""
+    import s3fs
+
+    for name, value in s3.env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
 @pytest.mark.parametrize("index_cache", [False, True])
-def test_verify_and_concat_of_a_remote_file_read_its_moov_once(s3, tmp_path, monkeypatch, index_cache):
+def test_verify_and_concat_of_a_remote_file_read_its_moov_once(s3, s3_env, tmp_path, monkeypatch, index_cache):
     from bzna_boxes.verify import verify
     from bzna_boxes.writer import concat
 
@@ -345,9 +360,6 @@ def test_verify_and_concat_of_a_remote_file_read_its_moov_once(s3, tmp_path, mon
             writer.add_sample(sample._replace(target=index % 3, filename=f"{index}.png"))
     url = f"s3://{BUCKET}/written-{index_cache}.bzna"
     s3.filesystem().put(str(path), url.removeprefix("s3://"))
-    for name, value in s3.env().items():
-        if name.startswith("AWS_"):
-            monkeypatch.setenv(name, value)
     monkeypatch.setenv("BZNA_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("BZNA_INDEX_CACHE", "1" if index_cache else "0")
     with bzna_boxes.open(path) as local:

@@ -45,7 +45,11 @@ def env(s3, tmp_path, monkeypatch):
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     s3.proxy.reset()
-    return staging
+    import s3fs
+
+    s3fs.S3FileSystem.clear_instance_cache()  # a client from another environment is not reused, nor this one later
+    yield staging
+    s3fs.S3FileSystem.clear_instance_cache()
 
 
 def contents(dataset: Dataset) -> list:
