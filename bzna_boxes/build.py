@@ -563,7 +563,7 @@ def build_sources(
             if classes is None:
                 result.classes_path = None
     result.seconds = time.perf_counter() - start
-    result.bytes = os.path.getsize(out)
+    result.bytes = writer.file_size
     return result
 
 

@@ -40,7 +40,7 @@ from .build import (
     side_files,
     sidecar_paths,
 )
-from .remote import is_url
+from .remote import is_url, streamed_upload
 
 __all__ = ["ShardSpec", "DistributedBuildResult", "plan_shards", "build"]
 
@@ -348,7 +348,8 @@ def _build_locked(
     classes_path, result.report_path = sidecar_paths(out)
     result.classes_path = classes_path if listing.classes is not None else None
     result.failures = failures
-    result.bytes = os.path.getsize(out)
+    upload = streamed_upload(out)  # merged straight into an object store (see bzna_boxes.remote)
+    result.bytes = upload.size if upload is not None else os.path.getsize(out)
     if not keep_shards:
         shutil.rmtree(work, ignore_errors=True)
     result.seconds = time.perf_counter() - started

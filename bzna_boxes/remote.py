@@ -25,15 +25,21 @@ ETag) and a changed file is read again. The folder is ``$BZNA_CACHE_DIR``, else
 ``$XDG_CACHE_HOME/bzna_boxes/index`` (``~/.cache/bzna_boxes/index``); ``index_cache=False`` or
 ``BZNA_INDEX_CACHE=0`` turns it off.
 
-Writing: :func:`write_then_upload` has a dataset written in a local staging folder, then
-uploads it and its side files, so that the object at the URL appears whole or not at all.
+Writing: :func:`write_then_upload` has a dataset written to a URL, so that the object appears
+whole or not at all. On S3 (s3fs) the dataset is streamed as a multipart upload
+(:class:`MultipartUpload`): parts leave while the build runs, the first part (whose header is
+written last) is held in memory until the end, and the object appears when the upload
+completes; a failure aborts it. Elsewhere the dataset is written in a local staging folder and
+uploaded at the end.
 """
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import os
+import queue
 import struct
 import shutil
 import tempfile
@@ -44,7 +50,7 @@ from typing import Any, Callable, Mapping, Sequence, TypeVar
 from .errors import BoxError
 from .storage import LocalStorage, Span, Storage, check_span
 
-__all__ = ["RemoteStorage", "RemoteReadError", "open_storage", "is_url", "index_cache_dir", "without_payloads", "write_then_upload", "staged_name"]
+__all__ = ["RemoteStorage", "RemoteReadError", "open_storage", "is_url", "index_cache_dir", "without_payloads", "write_then_upload", "staged_name", "MultipartUpload", "streamed_upload"]
 
 BLOCK = 16 << 10
 """Bytes fetched for a small read (a box header): the headers that follow it come along."""
@@ -64,6 +70,12 @@ MAX_BACKOFF = 5.0
 _KEPT_BLOCKS = 64
 """Blocks of small reads kept once a file is indexed (while indexing: all of them)."""
 _CACHE_MAGIC = b"bzna-index-cache 1\n"
+PART_SIZE = 8 << 20
+"""Bytes of each part of a streamed upload (the first one included); S3 wants at least 5 MiB
+for every part but the last, and at most 10,000 parts: past 1,000 parts, each next thousand
+is twice as large."""
+QUEUED_PARTS = 2
+"""Parts of a streamed upload waiting for the uploading thread: the writer waits beyond that."""
 
 
 class RemoteReadError(OSError):
@@ -116,14 +128,18 @@ def staged_name(local: str, beside: str) -> str:
 
 
 def write_then_upload(url: str, write: Callable[[str], _T], storage_options: Mapping[str, Any] | None = None) -> _T:
-    """``write(local)`` a file in a new local staging folder, then upload it to ``url`` with the
-    files it left beside it (side files: ``NAME.classes.txt``...), the main file last.
+    """``write(local)`` a dataset (with :class:`~bzna_boxes.writer.DatasetWriter`) named ``local``
+    in a new staging folder, and have it and the side files it leaves beside it (the class list,
+    the report) at ``url``, the dataset last.
 
-    An upload is one request (small files) or a multipart upload whose object appears only when
-    it completes (s3fs aborts it on failure): the object at ``url`` is whole or absent, as a
-    rename makes a local file. A failed ``write`` uploads nothing; a failed upload removes the
-    side files it uploaded. The staging folder (in ``$BZNA_STAGING_DIR``, else the system's
-    temporary folder) is removed in every case.
+    On S3 the dataset is not written locally: the writer of ``local`` streams it to ``url`` as a
+    :class:`MultipartUpload` (:func:`streamed_upload`), completed once the side files are
+    uploaded. Elsewhere ``local`` is written and then uploaded (one request for small files, else
+    a multipart upload whose object appears only when it completes). Either way the object at
+    ``url`` is whole or absent, as a rename makes a local file: a failed ``write`` leaves no
+    object (its multipart upload aborted), a failed upload removes the side files it uploaded.
+    The staging folder (in ``$BZNA_STAGING_DIR``, else the system's temporary folder) is removed
+    in every case.
     """
     try:
         from fsspec.core import url_to_fs
@@ -134,9 +150,13 @@ def write_then_upload(url: str, write: Callable[[str], _T], storage_options: Map
     name = url.rsplit("/", 1)[-1]
     if not name or "/" not in path.rstrip("/"):  # a folder, or a bucket (container) alone
         raise ValueError(f"{url}: the output URL names no file")
+    fs, path = url_to_fs(url, **dict(storage_options or {}))
     folder = tempfile.mkdtemp(prefix=".bzna-upload-", dir=os.environ.get("BZNA_STAGING_DIR") or None)
+    local = os.path.join(folder, name)
+    upload = MultipartUpload(fs, path, url) if hasattr(fs, "call_s3") else None
+    if upload is not None:
+        _streams[os.path.abspath(local)] = upload
     try:
-        local = os.path.join(folder, name)
         result = write(local)
         parent = path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else ""
         beside = sorted(f for f in os.listdir(folder) if f != name and not f.startswith(".") and os.path.isfile(os.path.join(folder, f)))
@@ -146,7 +166,10 @@ def write_then_upload(url: str, write: Callable[[str], _T], storage_options: Map
                 target = f"{parent}/{other}" if parent else other
                 fs.put_file(os.path.join(folder, other), target)
                 uploaded.append(target)
-            fs.put_file(local, path)
+            if upload is None:
+                fs.put_file(local, path)
+            else:
+                upload.complete()
         except BaseException:
             for target in uploaded:
                 try:
@@ -156,7 +179,209 @@ def write_then_upload(url: str, write: Callable[[str], _T], storage_options: Map
             raise
         return result
     finally:
+        if upload is not None:
+            _streams.pop(os.path.abspath(local), None)
+            upload.abort()  # nothing once completed
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_streams: dict[str, "MultipartUpload"] = {}
+"""The uploads that :func:`write_then_upload` has running, by the absolute staging path they stand for."""
+
+
+def streamed_upload(local: str | os.PathLike) -> "MultipartUpload | None":
+    """The upload a writer of ``local`` writes to instead of the file, when :func:`write_then_upload` streams it."""
+    return _streams.get(os.path.abspath(os.fspath(local)))
+
+
+class MultipartUpload:
+    """A write-only file streamed to an S3 object by a multipart upload; the object appears at
+    :meth:`complete`, and :meth:`abort` (or a failure) leaves neither object nor parts.
+
+    Bytes are written in order (``write``), except that bytes inside the first part may be
+    written again (``seek`` back, then ``write``): the first part is held in memory until
+    :meth:`close`, the next ones are uploaded by a thread as they fill (at most
+    :data:`QUEUED_PARTS` wait; the writer waits beyond that), so memory stays at a few parts and
+    nothing is written to disk. A file no larger than one part is one PUT at :meth:`complete`.
+    S3 takes parts in any order and wants all but the last to be at least 5 MiB.
+    """
+
+    def __init__(self, fs: Any, path: str, url: str | None = None, *, part_size: int | None = None, attempts: int = ATTEMPTS, backoff: float = BACKOFF):
+        part_size = PART_SIZE if part_size is None else part_size
+        if part_size < 5 << 20:
+            raise ValueError(f"a part of a multipart upload holds at least 5 MiB, not {part_size:,} bytes")
+        self._fs = fs
+        self.path = path
+        self.url = url or path
+        self.bucket, self.key, _ = fs.split_path(path)
+        self.part_size = part_size
+        self.attempts = max(1, attempts)
+        self.backoff = backoff
+        self._head = bytearray()  # part 1
+        self._part = bytearray()  # the part filling now
+        self._number = 1  # of the part filling now
+        self._at = 0  # where the next write goes
+        self._size = 0
+        self.upload_id: str | None = None
+        self._etags: dict[int, str] = {}
+        self._queue: queue.Queue = queue.Queue(QUEUED_PARTS)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._closed = False
+        self._done = False
+
+    # --- the file the writer sees
+
+    def write(self, data: bytes | memoryview) -> int:
+        view = memoryview(data).cast("B")
+        if self._closed:
+            raise ValueError(f"{self.url}: the upload is closed")
+        if self._at < self._size:  # a patch inside the held first part
+            if self._at + len(view) > len(self._head):
+                raise ValueError(f"{self.url}: bytes {self._at}..{self._at + len(view)} are no longer held (only the first {len(self._head):,} are)")
+            self._head[self._at : self._at + len(view)] = view
+            self._at += len(view)
+            return len(view)
+        written = len(view)
+        room = self.part_size - len(self._head)
+        if room > 0:
+            self._head += view[:room]
+            view = view[room:]
+        while len(view):
+            size = self._part_size(self._number + 1)
+            take = min(size - len(self._part), len(view))
+            self._part += view[:take]
+            view = view[take:]
+            if len(self._part) == size:
+                self._send(self._number + 1, bytes(self._part))
+                self._part = bytearray()
+                self._number += 1
+        self._size += written
+        self._at = self._size
+        return written
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        if whence != 0 or not (0 <= offset <= self._size):
+            raise ValueError(f"{self.url}: cannot seek to {offset} (whence {whence})")
+        self._at = offset
+        return offset
+
+    def tell(self) -> int:
+        return self._at
+
+    @property
+    def size(self) -> int:
+        """Bytes written so far."""
+        return self._size
+
+    def flush(self) -> None:
+        self._check()
+
+    def close(self) -> None:
+        """All bytes are written: the last parts leave (the object appears only at :meth:`complete`)."""
+        if self._closed:
+            return
+        if self._part:  # the last part (which starts the upload when it is the second)
+            self._send(self._number + 1, bytes(self._part))
+        self._closed = True
+        if self.upload_id is not None:
+            self._send(1, bytes(self._head))
+            self._part = self._head = bytearray()
+            self._queue.put(None)
+            self._thread.join()
+            self._check()
+
+    def complete(self) -> None:
+        """Make the object: complete the upload (or PUT a file of one part)."""
+        self.close()
+        if self._done:
+            return
+        if self.upload_id is None:
+            data, self._head = bytes(self._head), bytearray()
+            self._retrying(lambda: self._fs.pipe_file(self.path, data), "the object (PUT)")
+        else:
+            parts = [{"PartNumber": number, "ETag": etag} for number, etag in sorted(self._etags.items())]
+            self._retrying(
+                lambda: self._fs.call_s3("complete_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, MultipartUpload={"Parts": parts}),
+                "the end of the upload",
+            )
+        self._done = True
+        self._fs.invalidate_cache(self.path)
+
+    def abort(self) -> None:
+        """Give up: the uploaded parts are dropped and no object appears (nothing once completed)."""
+        if self._done:
+            return
+        self._done = self._closed = True
+        self._head = self._part = bytearray()
+        if self._thread is not None:
+            self._error = self._error or InterruptedError("aborted")
+            while self._thread.is_alive():  # let the thread drain the queue and stop
+                try:
+                    self._queue.put(None, timeout=0.1)
+                except queue.Full:
+                    pass
+                self._thread.join(0.1)
+        if self.upload_id is not None:
+            try:
+                self._retrying(lambda: self._fs.call_s3("abort_multipart_upload", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id), "the abort of the upload")
+            except Exception:  # noqa: BLE001  (best effort: an S3 lifecycle rule removes what is left)
+                pass
+
+    # --- the parts
+
+    def _part_size(self, number: int) -> int:
+        return self.part_size << max(0, (number - 1) // 1000)
+
+    def _send(self, number: int, data: bytes) -> None:
+        """Queue a part for the uploading thread (started, with the upload, by the second part)."""
+        self._check()
+        if self.upload_id is None:
+            answer = self._retrying(lambda: self._fs.call_s3("create_multipart_upload", Bucket=self.bucket, Key=self.key), "the start of the upload")
+            self.upload_id = answer["UploadId"]
+            self._thread = threading.Thread(target=self._upload_parts, name="bzna-upload", daemon=True)
+            self._thread.start()
+        while True:  # wait for room, but not for a thread that has failed
+            try:
+                self._queue.put((number, data), timeout=0.5)
+                return
+            except queue.Full:
+                self._check()
+
+    def _upload_parts(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None or self._error is not None:
+                if item is None:
+                    return
+                continue
+            number, data = item
+            try:
+                answer = self._retrying(
+                    lambda: self._fs.call_s3("upload_part", Bucket=self.bucket, Key=self.key, UploadId=self.upload_id, PartNumber=number, Body=data),
+                    f"part {number}",
+                )
+                self._etags[number] = answer["ETag"]
+            except BaseException as exc:  # noqa: BLE001  (reported to the writer)
+                self._error = exc
+
+    def _check(self) -> None:
+        if self._error is not None and not isinstance(self._error, InterruptedError):
+            error = self._error
+            raise OSError(f"{self.url}: the upload failed: {_describe(error)}") from error
+
+    def _retrying(self, call, what: str):
+        for attempt in range(self.attempts):
+            try:
+                return call()
+            except Exception as exc:  # noqa: BLE001  (client libraries raise their own types)
+                if not _transient(exc) or attempt + 1 == self.attempts:
+                    raise OSError(f"{self.url}: {what} could not be written after {attempt + 1} attempts: {_describe(exc)}") from exc
+                time.sleep(min(self.backoff * (2**attempt), MAX_BACKOFF))
+        raise AssertionError("unreachable")
+
+    def __repr__(self) -> str:
+        return f"<MultipartUpload {self.url!r} {self._size:,} bytes written>"
 
 
 def index_cache_dir(index_cache: bool | str | os.PathLike | None = None) -> str | None:
@@ -257,6 +482,8 @@ class RemoteStorage:
         if self.size == 0:
             raise BoxError(f"{url}: the file is empty", offset=0)
         self._blocks: list[tuple[int, bytes | memoryview]] = []  # (offset, bytes) of small reads, newest last
+        self._index_ranges: list[tuple[int, memoryview]] = []  # what indexing read, mapped from a file, once indexed
+        self._index_starts: list[int] = []
         self._recorded: list[tuple[int, bytes]] | None = []  # every fetch until indexed()
         self._cache_file = self._cache_path()
         self.cached = False
@@ -383,7 +610,15 @@ class RemoteStorage:
     # --- the Storage protocol ----------------------------------------------------------------
 
     def _from_blocks(self, offset: int, size: int) -> tuple[memoryview, int] | None:
-        """The bytes at ``offset`` held by a block (a view, and how many of ``size`` it holds)."""
+        """The bytes at ``offset`` held by a block or by what indexing read (a view, and how many
+        of ``size`` it holds)."""
+        ranges = self._index_ranges
+        if ranges:  # sorted, apart
+            at = bisect.bisect_right(self._index_starts, offset) - 1
+            if at >= 0 and offset < ranges[at][0] + len(ranges[at][1]):
+                start, data = ranges[at]
+                held = min(size, len(data) - (offset - start))
+                return data[offset - start : offset - start + held], held
         for start, data in reversed(self._blocks):
             if start <= offset < start + len(data):
                 at = offset - start
@@ -461,15 +696,25 @@ class RemoteStorage:
 
     def indexed(self) -> None:
         """The reads made so far are what indexing the file needs: keep them in the index cache
-        (when it is on and the server gives an ETag or a modification time)."""
+        (when it is on and the server gives an ETag or a modification time), and keep serving
+        reads inside them (the ``moov``: class names, the checksum table) from there, without a
+        request. They stay in a mapped file (the cache file, else an unlinked temporary file),
+        so they cost page cache that the system can reclaim, not memory beside the tables."""
         recorded, self._recorded = self._recorded, None
-        if recorded and self._cache_file is not None:
-            _save_cache(self._cache_file, self.name, self.size, self.identity, _coalesce(recorded))
-        self._blocks = [block for block in self._blocks if len(block[1]) <= BLOCK][-_KEPT_BLOCKS:]
+        if recorded:
+            ranges = _coalesce(recorded)
+            saved = self._cache_file is not None and _save_cache(self._cache_file, self.name, self.size, self.identity, ranges)
+            held = _load_cache(self._cache_file, self.name, self.size, self.identity) if saved else None
+            self._index_ranges = held if held is not None else _mapped_ranges(ranges)
+        elif self.cached:
+            self._index_ranges = [(offset, memoryview(data)) for offset, data in self._blocks]
+        self._index_starts = [offset for offset, _ in self._index_ranges]
+        self._blocks = [block for block in self._blocks if len(block[1]) <= BLOCK and not self.cached][-_KEPT_BLOCKS:]
 
     def close(self) -> None:
         self._closed = True
         self._blocks = []
+        self._index_ranges = []
         self._recorded = None
 
     def _require(self) -> None:
@@ -516,8 +761,8 @@ def _coalesce(ranges: list[tuple[int, bytes]]) -> list[tuple[int, bytes]]:
 _RANGE = struct.Struct("<QQ")
 
 
-def _save_cache(path: str, url: str, size: int, identity: str | None, blocks: list[tuple[int, bytes]]) -> None:
-    """Write the cache file atomically; a cache that cannot be written is skipped silently."""
+def _save_cache(path: str, url: str, size: int, identity: str | None, blocks: list[tuple[int, bytes]]) -> bool:
+    """Write the cache file atomically; a cache that cannot be written is skipped silently (False)."""
     from .atomic import atomic_file
 
     header = json.dumps({"url": url, "size": size, "identity": identity, "ranges": len(blocks)}).encode() + b"\n"
@@ -529,7 +774,28 @@ def _save_cache(path: str, url: str, size: int, identity: str | None, blocks: li
                 f.write(_RANGE.pack(offset, len(data)))
                 f.write(data)
     except OSError:
-        pass
+        return False
+    return True
+
+
+def _mapped_ranges(blocks: list[tuple[int, bytes]]) -> list[tuple[int, memoryview]]:
+    """``blocks`` moved to an unlinked temporary file and mapped from there (kept in memory
+    when no temporary file can be written)."""
+    import mmap
+
+    try:
+        with tempfile.TemporaryFile() as f:
+            for _, data in blocks:
+                f.write(data)
+            f.flush()
+            mapped = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
+    except (OSError, ValueError):
+        return [(offset, memoryview(data)) for offset, data in blocks]
+    out, at = [], 0
+    for offset, data in blocks:
+        out.append((offset, mapped[at : at + len(data)]))
+        at += len(data)
+    return out
 
 
 def _load_cache(path: str, url: str, size: int, identity: str | None) -> list[tuple[int, memoryview]] | None:

@@ -37,7 +37,7 @@ from .boxes.core import field_position
 from .boxes.fields import entry_struct, field_code
 from .checksum import CRC32C, file_checksums
 from .errors import BoxError
-from .remote import is_url
+from .remote import is_url, streamed_upload
 from .storage import Storage, copy_span, write_all
 
 if TYPE_CHECKING:
@@ -58,6 +58,8 @@ _LARGE_MDAT = struct.Struct(">I4sQ")
 _IMAGE_AT = layout.FILE_TYPE_SIZE + 8
 """Offset of the image payload inside an inner sample: after ftyp and the mdat header."""
 _PACK_TARGET = struct.Struct("<q").pack
+_UPLOAD_CHUNK = 8 << 20
+"""Bytes of a shard copied to an upload at a time."""
 _filename_bytes = layout.filename_bytes
 _checksum = CRC32C.function
 assert layout.CHECKSUM_ALGORITHM == CRC32C.fourcc
@@ -317,15 +319,18 @@ class DatasetWriter:
         if lock is not None and not (lock.held and os.path.abspath(lock.path) == os.path.abspath(self.path)):
             raise ValueError(f"the lock given is not a held lock on {self.path}")
         own_lock = OutputLock(self.path) if lock is None else None
+        self._upload = streamed_upload(self.path)  # a staging path that bzna_boxes.remote streams to an object store
         try:
-            fd, self._temp_path = temporary_beside(self.path)
+            fd, self._temp_path = temporary_beside(self.path) if self._upload is None else (-1, None)
         except BaseException:
             if own_lock is not None:
                 own_lock.release()
             raise
         self._cleanup = weakref.finalize(self, _discard, self._temp_path, own_lock)
         self._release = own_lock.release if own_lock is not None else (lambda: None)
-        self._file = os.fdopen(fd, "wb", buffering=1 << 20)
+        self._file = os.fdopen(fd, "wb", buffering=1 << 20) if self._upload is None else self._upload
+        self.file_size: int | None = None
+        """The dataset's size in bytes, once closed."""
         self._write = self._file.write
         self._closed = False
         self._write(Box.build(layout.file_type()) + bytes(HEADER_SPACE))
@@ -428,10 +433,13 @@ class DatasetWriter:
     def abort(self) -> None:
         """Give up: remove the temporary file; nothing appears at ``path``."""
         self._closed = True
-        try:
-            self._file.close()
-        except OSError:
-            pass
+        if self._upload is not None:  # not close(): that would send the last parts
+            self._upload.abort()
+        else:
+            try:
+                self._file.close()
+            except OSError:
+                pass
         self._cleanup()
         self._release()
 
@@ -459,7 +467,7 @@ class DatasetWriter:
             for temp, _ in staged:
                 remove_quietly(temp)
             raise
-        publish_together([*staged, (self._temp_path, self.path)])
+        publish_together(staged if self._upload is not None else [*staged, (self._temp_path, self.path)])
         for path, text in side_files.items():
             if text is None:
                 remove_quietly(path)
@@ -489,6 +497,7 @@ class DatasetWriter:
         inputs = layout.SampleTable(offsets, sizes.astype(np.uint32), rows["input_sum"])
         moov = layout.outer_moov(inputs, targets, names, video, configs, entries, self.classes)
         Box.build_stream(moov, f)
+        self.file_size = f.tell()
 
         if end - (HEADER_AT + 8) <= _MAX32:
             header = _FREE_THEN_MDAT.pack(8, b"free", end - (HEADER_AT + 8), b"mdat")
@@ -497,7 +506,7 @@ class DatasetWriter:
         f.seek(HEADER_AT)
         f.write(header)
         f.flush()
-        if self._fsync:
+        if self._fsync and self._upload is None:
             os.fsync(f.fileno())
         f.close()
 
@@ -534,7 +543,6 @@ class DatasetWriter:
         present = sizes > 0
         try:
             self._file.flush()
-            out_fd = self._file.fileno()
             sums = shard.checksums
             if sums is None:
                 sums = self._copy_computing_checksums(shard, present)
@@ -542,7 +550,11 @@ class DatasetWriter:
                 for start, stop in shard.runs():
                     first = int(offsets[start])
                     length = int(offsets[stop - 1]) + int(sizes[stop - 1]) - first
-                    copy_span(shard.storage, first, length, out_fd, self._pos)
+                    if self._upload is None:
+                        copy_span(shard.storage, first, length, self._file.fileno(), self._pos)
+                    else:
+                        for at in range(first, first + length, _UPLOAD_CHUNK):
+                            self._file.write(shard.storage.view(at, min(_UPLOAD_CHUNK, first + length - at)))
                     self._pos += length
             self._file.seek(self._pos)
         except OSError as exc:
@@ -568,14 +580,17 @@ class DatasetWriter:
         checksums of its input, thumbnail, target and filename samples."""
         offsets, sizes = shard.input_offsets, shard.input_sizes
         count = len(sizes)
-        out_fd = self._file.fileno()
+        out_fd = self._file.fileno() if self._upload is None else -1
         input_sums, thumb_sums = np.zeros(count, np.uint64), np.zeros(count, np.uint64)
         for start, stop in shard.runs():
             first, destination = int(offsets[start]), self._pos
             thumbs = start + np.flatnonzero(present[start:stop])
 
             def write(at: int, data: memoryview) -> None:
-                write_all(out_fd, data, destination + at - first)
+                if out_fd < 0:  # an upload: the chunks come in order and tile the run
+                    self._file.write(data)
+                else:
+                    write_all(out_fd, data, destination + at - first)
 
             both = file_checksums(
                 shard.storage,
@@ -600,9 +615,10 @@ def _writing_error(exc: OSError, path: str) -> OSError:
     return type(exc)(exc.errno, f"cannot write {path}: {exc.strerror}", path)
 
 
-def _discard(temp_path: str, lock: OutputLock | None) -> None:
+def _discard(temp_path: str | None, lock: OutputLock | None) -> None:
     """What a writer left unclosed gives back: its temporary file, then its lock."""
-    remove_quietly(temp_path)
+    if temp_path is not None:
+        remove_quietly(temp_path)
     if lock is not None:
         lock.release()
 

@@ -41,6 +41,7 @@ class Request:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the headers and the body leave at once (no 40 ms delayed-ACK stall)
 
     def log_message(self, *args) -> None:  # quiet
         pass
@@ -205,10 +206,17 @@ class RangeServer(_Server):
         """False: answer every GET with the whole file (200), as a server without Range support."""
         self.status: int | None = None
         """An error status to answer every request with (403, 503...), or None."""
+        self._tags: dict[int, tuple[bytes | bytearray, str]] = {}  # id -> (content, its md5): hashed once, not per request
 
-    def handle(self, handler: _Handler) -> None:
+    def _tag(self, data: bytes | bytearray) -> str:
         import hashlib
 
+        kept = self._tags.get(id(data))
+        if kept is None or kept[0] is not data or isinstance(data, bytearray):  # a bytearray may change
+            kept = self._tags[id(data)] = (data, hashlib.md5(data).hexdigest())
+        return kept[1]
+
+    def handle(self, handler: _Handler) -> None:
         self.requests.append(Request(handler.command, handler.path, handler.headers.get("Range")))
         if self.delay:
             time.sleep(self.delay)
@@ -221,7 +229,7 @@ class RangeServer(_Server):
             handler._answer(404, [], b"", head)
             return
         if isinstance(data, (bytes, bytearray)):
-            size, tag, read = len(data), hashlib.md5(data).hexdigest(), lambda start, end: bytes(data[start:end])
+            size, tag, read = len(data), self._tag(data), lambda start, end: bytes(data[start:end])
         else:
             stat = os.stat(data)
             size, tag = stat.st_size, f"{stat.st_ino:x}-{stat.st_mtime_ns:x}-{stat.st_size:x}"

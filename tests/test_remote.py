@@ -20,7 +20,7 @@ pytest.importorskip("moto.server")
 
 import bzna_boxes  # noqa: E402
 from bzna_boxes import Dataset, layout  # noqa: E402
-from bzna_boxes.remote import RemoteReadError, RemoteStorage  # noqa: E402
+from bzna_boxes.remote import BLOCK, RemoteReadError, RemoteStorage  # noqa: E402
 
 from bzna_factory import encoded_entries, plain_entries, write_dataset  # noqa: E402
 from remote_servers import RangeServer, run_in_session, running_s3  # noqa: E402
@@ -419,3 +419,58 @@ def test_a_process_forked_while_the_storage_lock_is_held_reads(s3, plain):
         if child.is_alive():
             child.kill()
         child.join()
+
+
+def moov_reads(s3, moov) -> float:
+    """How many times the GETs the proxy saw fetched the ``moov``'s bytes (1.0: once)."""
+    spans = [r.span or (0, moov.end) for r in s3.proxy.requests if r.method == "GET"]
+    return sum(max(0, min(end, moov.end) - max(start, moov.offset)) for start, end in spans) / moov.size
+
+
+@pytest.fixture
+def s3_env(s3, monkeypatch):
+    """The S3 server as the usual environment gives it, to this process. s3fs keeps one client
+    per set of arguments, so the client made from this environment is dropped afterwards (it
+    would talk to this module's server in the next module's tests)."""
+    import s3fs
+
+    for name, value in s3.env().items():
+        if name.startswith("AWS_"):
+            monkeypatch.setenv(name, value)
+    s3fs.S3FileSystem.clear_instance_cache()
+    yield
+    s3fs.S3FileSystem.clear_instance_cache()
+
+
+@pytest.mark.parametrize("index_cache", [False, True])
+def test_verify_and_concat_of_a_remote_file_read_its_moov_once(s3, s3_env, tmp_path, monkeypatch, index_cache):
+    from bzna_boxes.verify import verify
+    from bzna_boxes.writer import concat
+
+    from bzna_boxes.encode import encode_image
+    from bzna_boxes.writer import DatasetWriter, InnerSample
+
+    path = tmp_path / "written.bzna"  # by the library's writer: with its checksum table and class names
+    sample = InnerSample.from_encoded(encode_image(np.full((16, 16, 3), 99, np.uint8), preset="ultrafast"))
+    with DatasetWriter(path, classes=["cat", "dog", "fish"]) as writer:
+        for index in range(2000):  # a moov of many blocks
+            writer.add_sample(sample._replace(target=index % 3, filename=f"{index}.png"))
+    url = f"s3://{BUCKET}/written-{index_cache}.bzna"
+    s3.filesystem().put(str(path), url.removeprefix("s3://"))
+    monkeypatch.setenv("BZNA_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("BZNA_INDEX_CACHE", "1" if index_cache else "0")
+    with bzna_boxes.open(path) as local:
+        moov, names, table = local.moov, local.class_names(), local.checksum_table()
+    assert names and table is not None and moov.size > 4 * BLOCK
+    with bzna_boxes.open(url) as remote:
+        assert moov_reads(s3, moov) == 1
+        assert remote.class_names() == names and remote.checksum_table() == table
+        assert remote.find_box("moov/udta") is not None
+    assert moov_reads(s3, moov) == 1  # the class names, the checksum table and the box headers came with the index
+    s3.proxy.reset()
+    assert verify(url, inner=False).ok
+    assert moov_reads(s3, moov) == (0 if index_cache else 1)
+    s3.proxy.reset()
+    assert concat([url], tmp_path / "copy.bzna") == len(Dataset(str(path)))
+    assert (tmp_path / "copy.bzna").read_bytes() == path.read_bytes()
+    assert moov_reads(s3, moov) == (0 if index_cache else 1)
