@@ -42,6 +42,7 @@ def env(s3, tmp_path, monkeypatch):
     staging = tmp_path / "staging"
     staging.mkdir()
     values = {**{k: v for k, v in s3.env().items() if k.startswith("AWS_")}, "BZNA_STAGING_DIR": str(staging), "BZNA_CACHE_DIR": str(tmp_path / "cache")}
+    values["AWS_MAX_ATTEMPTS"] = "1"  # botocore's own retries off: the library's retries are what the tests see
     for name, value in values.items():
         monkeypatch.setenv(name, value)
     s3.proxy.reset()
