@@ -23,7 +23,6 @@ from typing import Any, Callable
 
 from . import __version__
 from .errors import BuildError, DecoderUnavailable
-from .remote import is_url
 
 __all__ = ["main", "make_parser", "describe_error", "encode_options"]
 
@@ -143,6 +142,7 @@ def _progress_bar(quiet: bool, asked: bool) -> Callable:
 
 def _verify(args: argparse.Namespace) -> int:
     """``bzna verify FILE``: the summary and the problems; status 1 when there are any."""
+    from .remote import is_url
     from .verify import verify
 
     if not is_url(args.file) and not os.path.exists(args.file):
@@ -194,6 +194,8 @@ def _add_extract(sub) -> None:
 
 def _local_output(output: str) -> None:
     """Refuse an output URL (``s3://...``) where a command writes a local file."""
+    from .remote import is_url
+
     if is_url(output) and not output.startswith("file://"):
         raise ValueError(f"{output}: this command writes a local file; give a path (only build and concat upload to a URL)")
 
@@ -425,6 +427,8 @@ def _concat(args: argparse.Namespace) -> int:
 
 def _size(location: str) -> int:
     """The size of a local file or of the object at a URL."""
+    from .remote import is_url
+
     if not is_url(location):
         return os.path.getsize(location)
     from fsspec.core import url_to_fs
