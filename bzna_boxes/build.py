@@ -33,7 +33,7 @@ import sys
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from .atomic import check_not_an_input
 from .remote import is_url
@@ -53,9 +53,12 @@ __all__ = [
     "available_cores",
     "check_encode_options",
     "sidecar_paths",
+    "uploaded_result",
     "side_files",
     "check_outputs",
 ]
+
+_R = TypeVar("_R")
 
 MAX_LINE = 64 << 10
 """The longest line (in bytes) a list file may have: a longer one is an error, never read whole."""
@@ -465,6 +468,15 @@ def check_encode_options(encode_options: dict[str, Any]) -> None:
 # --- building ---------------------------------------------------------------------------------
 
 
+def uploaded_result(result: _R, url: str) -> _R:
+    """``result`` of a build written in a staging folder, its paths renamed to where it was uploaded (``url`` and beside it)."""
+    classes_path, report_path = sidecar_paths(url)
+    result.path = url
+    result.classes_path = result.classes_path and classes_path
+    result.report_path = result.report_path and report_path
+    return result
+
+
 def sidecar_paths(out: str | os.PathLike) -> tuple[str, str]:
     """The class list and report paths beside ``out``: ``NAME.classes.txt``, ``NAME.report.tsv``."""
     out = os.fspath(out)
@@ -531,10 +543,7 @@ def build_sources(
 
         arguments = dict(workers=workers, fail_fast=fail_fast, progress=progress, fsync=fsync, on_image=on_image, encode=encode, with_side_files=with_side_files, classes=classes)
         result = write_then_upload(out, lambda local: build_sources(sources, local, **arguments, **encode_options))
-        result.path = out
-        result.classes_path = result.classes_path and sidecar_paths(out)[0]
-        result.report_path = result.report_path and sidecar_paths(out)[1]
-        return result
+        return uploaded_result(result, out)
     workers = workers or available_cores()
     check_encode_options(encode_options)
     if progress is None:

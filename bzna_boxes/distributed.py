@@ -39,6 +39,7 @@ from .build import (
     list_sources,
     side_files,
     sidecar_paths,
+    uploaded_result,
 )
 from .remote import is_url, streamed_upload
 
@@ -262,10 +263,7 @@ def build(
 
         arguments = dict(shard_size=shard_size, work_dir=work_dir, resume=resume, retries=retries, fail_fast=fail_fast, progress=progress, keep_shards=keep_shards, workers=workers, shard_task=shard_task)
         result = write_then_upload(os.fspath(out), lambda local: build(src, local, client, **arguments, **encode_options))
-        result.path = os.fspath(out)
-        result.classes_path = result.classes_path and sidecar_paths(result.path)[0]
-        result.report_path = result.report_path and sidecar_paths(result.path)[1]
-        return result
+        return uploaded_result(result, os.fspath(out))
     started = time.perf_counter()
     out = os.path.abspath(os.fspath(out))
     if shard_size is not None and shard_size < 1:
