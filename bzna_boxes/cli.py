@@ -289,16 +289,15 @@ def _build(args: argparse.Namespace) -> int:
 
     result = build(args.src, args.out, workers=args.workers, fail_fast=args.fail_fast, progress=False if args.quiet else None, **encode_options(args))
     workers = args.workers or available_cores()
+    record = {**_build_record(result), "workers": workers}
     stored = result.count - len(result.failures)
-    rate = result.count / result.seconds if result.seconds else 0.0
     per_image = result.bytes / stored if stored else 0
     lines = [
         f"wrote {result.path}: {result.count} samples ({len(result.failures)} missing), "
         f"{result.bytes / 1e6:.1f} MB ({per_image / 1e3:.1f} kB per image), "
-        f"{result.seconds:.1f} s ({rate:.1f} images/s, {workers} worker{'s' if workers != 1 else ''})"
+        f"{result.seconds:.1f} s ({record['images_per_second']:.1f} images/s, {workers} worker{'s' if workers != 1 else ''})"
     ]
     lines += _failure_lines(result.classes_path, result.report_path, result.failures)
-    record = {**_build_record(result), "workers": workers}
     _report(args, record, "\n".join(lines))
     return 0
 
@@ -378,14 +377,6 @@ def _build_distributed(args: argparse.Namespace) -> int:
             client.close()
         if cluster is not None:
             cluster.close()
-    stored = result.count - len(result.failures)
-    rate = result.count / result.seconds if result.seconds else 0.0
-    lines = [
-        f"wrote {result.path}: {result.count} samples ({len(result.failures)} missing) from {result.shards} shards "
-        f"({len(result.built)} built, {len(result.reused)} reused), {result.bytes / 1e6:.1f} MB, "
-        f"{result.seconds:.1f} s ({rate:.1f} images/s; merge {result.merge_seconds:.1f} s)"
-    ]
-    lines += _failure_lines(result.classes_path, result.report_path, result.failures)
     record = {
         **_build_record(result),
         "shards": result.shards,
@@ -393,7 +384,14 @@ def _build_distributed(args: argparse.Namespace) -> int:
         "reused": result.reused,
         "merge_seconds": result.merge_seconds,
     }
+    lines = [
+        f"wrote {result.path}: {result.count} samples ({len(result.failures)} missing) from {result.shards} shards "
+        f"({len(result.built)} built, {len(result.reused)} reused), {result.bytes / 1e6:.1f} MB, "
+        f"{result.seconds:.1f} s ({record['images_per_second']:.1f} images/s; merge {result.merge_seconds:.1f} s)"
+    ]
+    lines += _failure_lines(result.classes_path, result.report_path, result.failures)
     _report(args, record, "\n".join(lines))
+    stored = result.count - len(result.failures)
     return 0 if stored or not result.count else 1
 
 
