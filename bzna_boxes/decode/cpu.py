@@ -92,8 +92,8 @@ class CpuDecoder:
     def __repr__(self) -> str:
         return f"CpuDecoder(threads={self.threads})"
 
-    def _context(self) -> "av.CodecContext":
-        local = self._state()
+    def _context(self, local: _ThreadState) -> "av.CodecContext":
+        """The FFmpeg decoder context of ``local`` (this thread's state), made on first use."""
         context = local.context
         if context is None:
             import av
@@ -108,8 +108,8 @@ class CpuDecoder:
         import av
 
         packet = av.Packet(to_annexb(image))
-        context = self._context()
         local = self._state()
+        context = self._context(local)
         try:
             frames = context.decode(packet)
             frames += context.decode(None)
