@@ -292,13 +292,12 @@ def _build(args: argparse.Namespace) -> int:
     record = {**_build_record(result), "workers": workers}
     stored = result.count - len(result.failures)
     per_image = result.bytes / stored if stored else 0
-    lines = [
+    summary = (
         f"wrote {result.path}: {result.count} samples ({len(result.failures)} missing), "
         f"{result.bytes / 1e6:.1f} MB ({per_image / 1e3:.1f} kB per image), "
         f"{result.seconds:.1f} s ({record['images_per_second']:.1f} images/s, {workers} worker{'s' if workers != 1 else ''})"
-    ]
-    lines += _failure_lines(result.classes_path, result.report_path, result.failures)
-    _report(args, record, "\n".join(lines))
+    )
+    _report_build(args, result, record, summary)
     return 0
 
 
@@ -318,15 +317,19 @@ def _build_record(result: Any) -> dict[str, Any]:
     }
 
 
-def _failure_lines(classes_path: str | None, report_path: str | None, failures: list) -> list[str]:
-    lines = [f"classes: {classes_path}"] if classes_path else []
+def _report_build(args: argparse.Namespace, result: Any, record: dict[str, Any], summary: str) -> None:
+    """Report a local or distributed build: ``summary``, then its class list and first failures as text."""
+    lines = [summary]
+    if result.classes_path:
+        lines.append(f"classes: {result.classes_path}")
+    failures = result.failures
     if failures:
         count = len(failures)
-        lines.append(f"{count} image{'s' if count != 1 else ''} could not be stored, see {report_path}:")
+        lines.append(f"{count} image{'s' if count != 1 else ''} could not be stored, see {result.report_path}:")
         lines += [f"  {index}  {_printable(filename)}  {_printable(reason)}" for index, filename, reason in failures[:5]]
         if count > 5:
             lines.append(f"  ... and {count - 5} more")
-    return lines
+    _report(args, record, "\n".join(lines))
 
 
 def _cluster_client(args: argparse.Namespace):
@@ -384,13 +387,12 @@ def _build_distributed(args: argparse.Namespace) -> int:
         "reused": result.reused,
         "merge_seconds": result.merge_seconds,
     }
-    lines = [
+    summary = (
         f"wrote {result.path}: {result.count} samples ({len(result.failures)} missing) from {result.shards} shards "
         f"({len(result.built)} built, {len(result.reused)} reused), {result.bytes / 1e6:.1f} MB, "
         f"{result.seconds:.1f} s ({record['images_per_second']:.1f} images/s; merge {result.merge_seconds:.1f} s)"
-    ]
-    lines += _failure_lines(result.classes_path, result.report_path, result.failures)
-    _report(args, record, "\n".join(lines))
+    )
+    _report_build(args, result, record, summary)
     stored = result.count - len(result.failures)
     return 0 if stored or not result.count else 1
 
