@@ -150,7 +150,6 @@ def write_then_upload(url: str, write: Callable[[str], _T], storage_options: Map
     name = url.rsplit("/", 1)[-1]
     if not name or "/" not in path.rstrip("/"):  # a folder, or a bucket (container) alone
         raise ValueError(f"{url}: the output URL names no file")
-    fs, path = url_to_fs(url, **dict(storage_options or {}))
     folder = tempfile.mkdtemp(prefix=".bzna-upload-", dir=os.environ.get("BZNA_STAGING_DIR") or None)
     local = os.path.join(folder, name)
     upload = MultipartUpload(fs, path, url) if hasattr(fs, "call_s3") else None
