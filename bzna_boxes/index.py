@@ -683,7 +683,7 @@ def open(source: str | os.PathLike | Storage, storage_options: Mapping[str, Any]
 # --- the index ------------------------------------------------------------------------------
 
 
-def _index(file: BznaFile, storage: Storage, budget: _Budget, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list, list]:
+def _index(file: BznaFile, storage: Storage, budget: _Budget, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list, list, dict[str, list[TopBox]]]:
     """Walk the top-level headers, view moov and each moof whole through ``storage`` (one
     ``view`` each) and read them, build every track's arrays."""
     size = budget.file_size

@@ -412,7 +412,7 @@ def _inner_samples(storage: Storage, inputs, progress: Callable) -> Iterator[tup
             yield index, view, offsets[index], 0, sizes[index], f"{layout.INPUT_TRACK}[{index}]"
 
 
-def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names: tuple[list, list] | None, progress: Callable) -> None:
+def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names: _Names | None, progress: Callable) -> None:
     """Parse every inner sample: its four tracks, both pictures, target and filename."""
     checked = 0
     if report.counts["bounds"]:
