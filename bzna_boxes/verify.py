@@ -42,7 +42,6 @@ from .checksum import ALGORITHMS, file_checksums
 from .dataset import MissingSampleError, _read_targets, at_file_offset, inner_image, inner_tracks
 from .errors import BoxError, DecoderUnavailable
 from .index import BznaFile, sample_problems
-from .remote import is_url
 from .storage import Storage, gather
 
 __all__ = ["Problem", "Report", "verify", "extract"]
