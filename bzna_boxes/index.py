@@ -136,14 +136,14 @@ def _walk(src: _Window | _Heads, start: int, end: int, parent: str, warnings: li
         left = end - pos
         if left < 8:
             if warnings is not None and pos > start:
-                _tolerated_tail(src, pos, end, "", warnings, True)
+                _tolerated_tail(None, pos, end, "", warnings, True)
                 return
             raise BoxError(f"{left} bytes after the last box are too few for a box header", offset=pos, path=parent or None)
         buf, at = src.head(pos, 16)
         fourcc = bytes(buf[at + 4 : at + 8]).decode("latin-1")
         path = child_path(parent, fourcc, seen)
         if warnings is not None:
-            tail = _tolerated_tail(src, pos, end, path, warnings, pos > start)
+            tail = _tolerated_tail((buf, at), pos, end, path, warnings, pos > start)
             if tail == "trailing":
                 return
             if tail is not None:
@@ -156,13 +156,15 @@ def _walk(src: _Window | _Heads, start: int, end: int, parent: str, warnings: li
         pos += size
 
 
-def _tolerated_tail(src: _Window | _Heads, pos: int, end: int, path: str, warnings: list, after_a_box: bool):
+def _tolerated_tail(head: tuple[Any, int] | None, pos: int, end: int, path: str, warnings: list, after_a_box: bool):
     """At the top level: "trailing" for garbage from ``pos`` to the end (``after_a_box`` only),
     ``(size, header)`` for a padding box or ``mdat`` cut short by the end of the file, None for
-    a sound header (or a known box cut short, or garbage first: the caller's error)."""
+    a sound header (or a known box cut short, or garbage first: the caller's error). ``head`` is
+    the ``(buffer, index)`` that :meth:`_Window.head` gave for ``pos`` (None when fewer than 8
+    bytes are left)."""
     left = end - pos
     if left >= 8:
-        buf, at = src.head(pos, 16)
+        buf, at = head
         size, raw = SIZE_TYPE.unpack_from(buf, at)
         fourcc = raw.decode("latin-1")
         header = 8
@@ -681,7 +683,7 @@ def open(source: str | os.PathLike | Storage, storage_options: Mapping[str, Any]
 # --- the index ------------------------------------------------------------------------------
 
 
-def _index(file: BznaFile, storage: Storage, budget: _Budget, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list, list]:
+def _index(file: BznaFile, storage: Storage, budget: _Budget, check_bounds: bool = True) -> tuple[list[TopBox], list[Track], TopBox, list, list, dict[str, list[TopBox]]]:
     """Walk the top-level headers, view moov and each moof whole through ``storage`` (one
     ``view`` each) and read them, build every track's arrays."""
     size = budget.file_size

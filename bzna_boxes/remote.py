@@ -10,7 +10,9 @@ A :class:`RemoteStorage` reads byte ranges, each one request:
 
 - while the file is indexed, small reads (box headers) fetch a block of :data:`BLOCK` bytes, so
   the headers that follow come from it; a larger read starting inside a block fetches only the
-  rest; afterwards every read fetches exactly its range;
+  rest; afterwards every read fetches exactly its range, except that what indexing read (the
+  ``moov``, the box headers) is served from there without a request (by ``view`` and
+  ``read_many`` alike);
 - ``read_many`` merges neighbouring spans (gaps up to ``max_gap`` bytes) into one request and
   runs up to ``max_in_flight`` requests at once;
 - a request failing with a transient error (a 5xx or 429 answer, a timeout, a reset connection)
@@ -150,7 +152,6 @@ def write_then_upload(url: str, write: Callable[[str], _T], storage_options: Map
     name = url.rsplit("/", 1)[-1]
     if not name or "/" not in path.rstrip("/"):  # a folder, or a bucket (container) alone
         raise ValueError(f"{url}: the output URL names no file")
-    fs, path = url_to_fs(url, **dict(storage_options or {}))
     folder = tempfile.mkdtemp(prefix=".bzna-upload-", dir=os.environ.get("BZNA_STAGING_DIR") or None)
     local = os.path.join(folder, name)
     upload = MultipartUpload(fs, path, url) if hasattr(fs, "call_s3") else None
@@ -609,9 +610,9 @@ class RemoteStorage:
 
     # --- the Storage protocol ----------------------------------------------------------------
 
-    def _from_blocks(self, offset: int, size: int) -> tuple[memoryview, int] | None:
-        """The bytes at ``offset`` held by a block or by what indexing read (a view, and how many
-        of ``size`` it holds)."""
+    def _from_index(self, offset: int, size: int) -> tuple[memoryview, int] | None:
+        """The bytes at ``offset`` held by what indexing read (a view, and how many of ``size``
+        it holds)."""
         ranges = self._index_ranges
         if ranges:  # sorted, apart
             at = bisect.bisect_right(self._index_starts, offset) - 1
@@ -619,6 +620,14 @@ class RemoteStorage:
                 start, data = ranges[at]
                 held = min(size, len(data) - (offset - start))
                 return data[offset - start : offset - start + held], held
+        return None
+
+    def _from_blocks(self, offset: int, size: int) -> tuple[memoryview, int] | None:
+        """The bytes at ``offset`` held by what indexing read or by a block (a view, and how many
+        of ``size`` it holds)."""
+        held = self._from_index(offset, size)
+        if held is not None:
+            return held
         for start, data in reversed(self._blocks):
             if start <= offset < start + len(data):
                 at = offset - start
@@ -658,13 +667,19 @@ class RemoteStorage:
         return bytes(self.view(offset, size))
 
     def read_many(self, spans: Sequence[Span]) -> list[memoryview]:
-        """``view`` of every span; neighbouring spans share a request (see the module)."""
+        """``view`` of every span; neighbouring spans share a request (see the module), and a
+        span inside what indexing read (the ``moov``) needs none, as for ``view``."""
         for offset, size in spans:
             check_span(self, offset, size)
+        out: list[memoryview] = [memoryview(b"")] * len(spans)
         order = sorted(range(len(spans)), key=lambda i: spans[i][0])
         groups: list[tuple[int, int, list[int]]] = []  # start, end, span indices
         for i in order:
             offset, size = spans[i]
+            held = self._from_index(offset, size) if self._index_ranges else None
+            if held is not None and held[1] == size:
+                out[i] = held[0]
+                continue
             if groups:
                 start, end, members = groups[-1]
                 if offset - end <= self.max_gap and max(end, offset + size) - start <= MAX_REQUEST:
@@ -672,7 +687,6 @@ class RemoteStorage:
                     members.append(i)
                     continue
             groups.append((offset, offset + size, [i]))
-        out: list[memoryview] = [memoryview(b"")] * len(spans)
         wanted = [(start, end) for start, end, _ in groups if end > start]
         fetched = iter(self._fetch_many(wanted) if wanted else [])
         for start, end, members in groups:

@@ -42,7 +42,6 @@ from .checksum import ALGORITHMS, file_checksums
 from .dataset import MissingSampleError, _read_targets, at_file_offset, inner_image, inner_tracks
 from .errors import BoxError, DecoderUnavailable
 from .index import BznaFile, sample_problems
-from .remote import is_url
 from .storage import Storage, gather
 
 __all__ = ["Problem", "Report", "verify", "extract"]
@@ -412,7 +411,7 @@ def _inner_samples(storage: Storage, inputs, progress: Callable) -> Iterator[tup
             yield index, view, offsets[index], 0, sizes[index], f"{layout.INPUT_TRACK}[{index}]"
 
 
-def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names: tuple[list, list] | None, progress: Callable) -> None:
+def _check_inner(report: Report, file, inputs, targets: np.ndarray | None, names: _Names | None, progress: Callable) -> None:
     """Parse every inner sample: its four tracks, both pictures, target and filename."""
     checked = 0
     if report.counts["bounds"]:

@@ -474,3 +474,16 @@ def test_verify_and_concat_of_a_remote_file_read_its_moov_once(s3, s3_env, tmp_p
     assert concat([url], tmp_path / "copy.bzna") == len(Dataset(str(path)))
     assert (tmp_path / "copy.bzna").read_bytes() == path.read_bytes()
     assert moov_reads(s3, moov) == (0 if index_cache else 1)
+
+
+def test_inspect_of_a_remote_file_reads_its_moov_once(s3, s3_env, plain, monkeypatch):
+    from bzna_boxes.inspect import inspect_file
+
+    path, url = plain
+    monkeypatch.setenv("BZNA_INDEX_CACHE", "0")
+    with bzna_boxes.open(path) as local:
+        moov = local.moov
+    s3.proxy.reset()
+    nodes, _ = inspect_file(url)
+    assert {"moov", "mdat"} <= {node["type"] for node in nodes}
+    assert moov_reads(s3, moov) == 1  # the boxes are parsed from what opening it read
